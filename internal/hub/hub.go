@@ -1,0 +1,388 @@
+// Package hub is the local fan-out of one Tidings node: which connection
+// listens to which channel, and the delivery of each publication to them.
+//
+// Design (the memory and throughput goals of PRODUCT.md):
+//   - no goroutine per connection: a connection is a Sink the hub writes to;
+//     reading is done by the transport's event loop;
+//   - a fixed set of workers (one per CPU) each owns a share of the
+//     connections; a publication is queued once to each worker that has a
+//     subscriber of its channel, so a connection always receives messages in
+//     publish order, and one channel's fan-out runs on every core;
+//   - a worker drains its whole queue at once and appends the pre-encoded
+//     frames to each touched connection, then writes each connection's
+//     frames with one vectored write: several pending messages, one syscall;
+//   - each message is encoded once per node (Frame), never per subscriber.
+//
+// Lock order: shard.mu before Conn.mu; worker.mu is a leaf.
+package hub
+
+import (
+	"errors"
+	"hash/maphash"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidings/tidings"
+)
+
+// Sink is the transport side of a connection.
+type Sink interface {
+	// Write sends the buffers in order, in one write where it can. It must
+	// not block on a slow peer: a transport buffers, and closes a peer whose
+	// buffer passes its limit (the slow-consumer policy).
+	Write(bufs [][]byte) error
+	// Close closes the connection; the transport then calls Hub.Detach.
+	Close(code int, reason string)
+}
+
+// ErrTooManySubs is returned by Subscribe past the per-connection limit.
+var ErrTooManySubs = tidings.Errorf(tidings.CodeTooManySubs, "subscription limit reached")
+
+// ErrTooManyConns is returned by Attach past the per-user limit.
+var ErrTooManyConns = tidings.Errorf(tidings.CodeRateLimited, "too many connections for this user")
+
+// Options of a Hub.
+type Options struct {
+	Workers          int // default GOMAXPROCS
+	MaxSubscriptions int // per connection; 0 = unlimited
+	MaxConnsPerUser  int // 0 = unlimited
+	Logger           *slog.Logger
+}
+
+// Hub routes publications to local connections. Its zero value is not
+// usable; call New.
+type Hub struct {
+	opt     Options
+	seed    maphash.Seed
+	shards  [64]shard
+	workers []*worker
+	nextID  atomic.Uint64
+	log     *slog.Logger
+
+	usersMu sync.Mutex
+	users   map[string]int // user → authenticated connections
+
+	conns      atomic.Int64
+	published  atomic.Uint64
+	deliveries atomic.Uint64
+	wg         sync.WaitGroup
+	stopOnce   sync.Once
+}
+
+type shard struct {
+	mu    sync.RWMutex
+	chans map[string]*channel
+}
+
+// channel holds one channel's subscribers, split by owning worker.
+type channel struct {
+	subs []map[*Conn]struct{}
+	n    int
+}
+
+// Conn is the hub's view of one connection.
+type Conn struct {
+	ID   uint64
+	Kind Kind
+	sink Sink
+	w    *worker
+
+	lastSeen atomic.Int64 // unix nanoseconds of the last sign of life
+
+	mu       sync.Mutex
+	user     string
+	channels map[string]struct{}
+	closed   bool
+
+	pending [][]byte // owned by the worker
+}
+
+// User is the authenticated user of the connection ("" before auth).
+func (c *Conn) User() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user
+}
+
+// Touch records a sign of life (any frame, pong or ping from the peer).
+func (c *Conn) Touch() { c.lastSeen.Store(time.Now().UnixNano()) }
+
+// Subscribed reports whether the connection listens to channel.
+func (c *Conn) Subscribed(channel string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.channels[channel]
+	return ok
+}
+
+// Channels returns how many channels the connection listens to.
+func (c *Conn) Channels() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.channels)
+}
+
+// New makes a hub; Run starts its workers.
+func New(opt Options) *Hub {
+	if opt.Workers <= 0 {
+		opt.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	h := &Hub{opt: opt, seed: maphash.MakeSeed(), log: opt.Logger, users: map[string]int{}}
+	for i := range h.shards {
+		h.shards[i].chans = map[string]*channel{}
+	}
+	for i := 0; i < opt.Workers; i++ {
+		h.workers = append(h.workers, newWorker(h, i))
+	}
+	return h
+}
+
+// Start runs the workers until Stop.
+func (h *Hub) Start() {
+	for _, w := range h.workers {
+		h.wg.Add(1)
+		go func() { defer h.wg.Done(); w.run() }()
+	}
+}
+
+// Stop ends the workers after they drain what is queued; idempotent.
+func (h *Hub) Stop() {
+	h.stopOnce.Do(func() {
+		for _, w := range h.workers {
+			w.stop()
+		}
+		h.wg.Wait()
+	})
+}
+
+// Attach registers a new connection. It belongs to no channel and no user
+// until Authenticate and Subscribe.
+func (h *Hub) Attach(kind Kind, sink Sink) *Conn {
+	id := h.nextID.Add(1)
+	c := &Conn{ID: id, Kind: kind, sink: sink, w: h.workers[id%uint64(len(h.workers))]}
+	c.Touch()
+	c.w.add(c)
+	h.conns.Add(1)
+	return c
+}
+
+// Authenticate binds the connection to user. A connection is bound once;
+// binding it again to the same user is a no-op, to another is an error.
+func (h *Hub) Authenticate(c *Conn, user string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("connection closed")
+	}
+	if c.user == user {
+		return nil
+	}
+	if c.user != "" {
+		return tidings.Errorf(tidings.CodeForbidden, "connection already authenticated as another user")
+	}
+	h.usersMu.Lock()
+	if h.opt.MaxConnsPerUser > 0 && h.users[user] >= h.opt.MaxConnsPerUser {
+		h.usersMu.Unlock()
+		return ErrTooManyConns
+	}
+	h.users[user]++
+	h.usersMu.Unlock()
+	c.user = user
+	return nil
+}
+
+// Detach removes the connection from every channel; idempotent.
+func (h *Hub) Detach(c *Conn) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	chans := make([]string, 0, len(c.channels))
+	for ch := range c.channels {
+		chans = append(chans, ch)
+	}
+	user := c.user
+	c.mu.Unlock()
+
+	for _, ch := range chans {
+		h.unsubscribe(c, ch)
+	}
+	if user != "" {
+		h.usersMu.Lock()
+		if h.users[user]--; h.users[user] <= 0 {
+			delete(h.users, user)
+		}
+		h.usersMu.Unlock()
+	}
+	c.w.remove(c)
+	h.conns.Add(-1)
+}
+
+func (h *Hub) shard(channel string) *shard {
+	return &h.shards[maphash.String(h.seed, channel)%uint64(len(h.shards))]
+}
+
+// Subscribe adds the connection to channel. It reports false when it was
+// already subscribed (subscribing twice never delivers twice).
+func (h *Hub) Subscribe(c *Conn, name string) (bool, error) {
+	s := h.shard(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false, errors.New("connection closed")
+	}
+	if _, ok := c.channels[name]; ok {
+		return false, nil
+	}
+	if h.opt.MaxSubscriptions > 0 && len(c.channels) >= h.opt.MaxSubscriptions {
+		return false, ErrTooManySubs
+	}
+	if c.channels == nil {
+		c.channels = make(map[string]struct{}, 2)
+	}
+	c.channels[name] = struct{}{}
+	ch := s.chans[name]
+	if ch == nil {
+		ch = &channel{subs: make([]map[*Conn]struct{}, len(h.workers))}
+		s.chans[name] = ch
+	}
+	set := ch.subs[c.w.idx]
+	if set == nil {
+		set = map[*Conn]struct{}{}
+		ch.subs[c.w.idx] = set
+	}
+	set[c] = struct{}{}
+	ch.n++
+	return true, nil
+}
+
+// Unsubscribe removes the connection from channel; it reports whether it
+// was subscribed.
+func (h *Hub) Unsubscribe(c *Conn, name string) bool {
+	c.mu.Lock()
+	_, ok := c.channels[name]
+	c.mu.Unlock()
+	if !ok {
+		return false
+	}
+	return h.unsubscribe(c, name)
+}
+
+func (h *Hub) unsubscribe(c *Conn, name string) bool {
+	s := h.shard(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.mu.Lock()
+	delete(c.channels, name)
+	c.mu.Unlock()
+	ch := s.chans[name]
+	if ch == nil {
+		return false
+	}
+	set := ch.subs[c.w.idx]
+	if _, ok := set[c]; !ok {
+		return false
+	}
+	delete(set, c)
+	if ch.n--; ch.n == 0 {
+		delete(s.chans, name)
+	}
+	return true
+}
+
+// Publish queues m for every local subscriber of its channel and returns
+// without waiting for delivery. It never blocks on a connection.
+func (h *Hub) Publish(m *tidings.Message) {
+	h.published.Add(1)
+	s := h.shard(m.Channel)
+	s.mu.RLock()
+	ch := s.chans[m.Channel]
+	if ch == nil {
+		s.mu.RUnlock()
+		return
+	}
+	f := NewFrame(m)
+	for i, set := range ch.subs {
+		if len(set) > 0 {
+			h.workers[i].enqueue(job{ch: ch, shard: s, frame: f})
+		}
+	}
+	s.mu.RUnlock()
+}
+
+// Send queues raw wire bytes for one connection, in order with its other
+// deliveries (replies, pings and close frames use it).
+func (h *Hub) Send(c *Conn, b []byte) { c.w.enqueue(job{conn: c, raw: b}) }
+
+// Stats is a snapshot of the hub's counters.
+type Stats struct {
+	Connections int64
+	Users       int
+	Channels    int
+	Published   uint64
+	Deliveries  uint64
+}
+
+// Stats returns the current counters.
+func (h *Hub) Stats() Stats {
+	st := Stats{Connections: h.conns.Load(), Published: h.published.Load(), Deliveries: h.deliveries.Load()}
+	h.usersMu.Lock()
+	st.Users = len(h.users)
+	h.usersMu.Unlock()
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.RLock()
+		st.Channels += len(s.chans)
+		s.mu.RUnlock()
+	}
+	return st
+}
+
+// Online reports whether user has a connection on this node.
+func (h *Hub) Online(user string) bool {
+	h.usersMu.Lock()
+	defer h.usersMu.Unlock()
+	return h.users[user] > 0
+}
+
+// Sweep closes connections silent for longer than idle (no frame, no pong)
+// and queues a ping to the others; kindPing says which kinds get one and
+// what bytes. The transports call it from one ticker.
+func (h *Hub) Sweep(now time.Time, idle time.Duration, ping map[Kind][]byte) (closed int) {
+	limit := now.Add(-idle).UnixNano()
+	for _, w := range h.workers {
+		for _, c := range w.snapshot() {
+			if c.lastSeen.Load() < limit {
+				closed++
+				c.sink.Close(1001, "idle timeout")
+				continue
+			}
+			if p := ping[c.Kind]; p != nil {
+				h.Send(c, p)
+			}
+		}
+	}
+	return closed
+}
+
+// ForEach calls fn for every attached connection (drain, admin).
+func (h *Hub) ForEach(fn func(*Conn)) {
+	for _, w := range h.workers {
+		for _, c := range w.snapshot() {
+			fn(c)
+		}
+	}
+}
+
+// CloseConn asks the transport to close c.
+func (h *Hub) CloseConn(c *Conn, code int, reason string) { c.sink.Close(code, reason) }

@@ -1,0 +1,247 @@
+package hub
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tidings/tidings"
+)
+
+// memSink records what the hub writes.
+type memSink struct {
+	mu     sync.Mutex
+	frames [][]byte
+	writes int
+	closed bool
+	got    chan struct{}
+}
+
+func newMemSink() *memSink { return &memSink{got: make(chan struct{}, 1024)} }
+
+func (s *memSink) Write(bufs [][]byte) error {
+	s.mu.Lock()
+	s.writes++
+	for _, b := range bufs {
+		s.frames = append(s.frames, append([]byte(nil), b...))
+	}
+	s.mu.Unlock()
+	select {
+	case s.got <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (s *memSink) Close(int, string) { s.mu.Lock(); s.closed = true; s.mu.Unlock() }
+
+func (s *memSink) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.frames) }
+
+func (s *memSink) waitFor(t testing.TB, n int) [][]byte {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for s.count() < n {
+		select {
+		case <-s.got:
+		case <-deadline:
+			t.Fatalf("got %d frames, want %d", s.count(), n)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.frames...)
+}
+
+func startHub(t testing.TB, opt Options) *Hub {
+	h := New(opt)
+	h.Start()
+	t.Cleanup(h.Stop)
+	return h
+}
+
+func msg(ch string, i int) *tidings.Message {
+	return &tidings.Message{Channel: ch, Event: "e", ID: fmt.Sprint(i), Data: json.RawMessage(fmt.Sprint(i))}
+}
+
+func TestPublishReachesSubscribersOnly(t *testing.T) {
+	h := startHub(t, Options{Workers: 3})
+	var subs []*memSink
+	for i := 0; i < 10; i++ {
+		s := newMemSink()
+		c := h.Attach(KindWS, s)
+		if _, err := h.Subscribe(c, "post:1"); err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	other := newMemSink()
+	oc := h.Attach(KindWS, other)
+	if _, err := h.Subscribe(oc, "post:2"); err != nil {
+		t.Fatal(err)
+	}
+	h.Publish(msg("post:1", 1))
+	for _, s := range subs {
+		f := s.waitFor(t, 1)
+		want := WSText([]byte(`{"event":"e","channel":"post:1","id":"1","data":1}`))
+		if !bytes.Equal(f[0], want) {
+			t.Fatalf("frame %q, want %q", f[0], want)
+		}
+	}
+	h.Publish(msg("post:2", 2)) // a marker: once it arrived, post:1 would have too
+	other.waitFor(t, 1)
+	if other.count() != 1 {
+		t.Fatalf("non-subscriber got %d frames", other.count())
+	}
+}
+
+func TestOrderPerConnectionAndBatching(t *testing.T) {
+	h := startHub(t, Options{Workers: 2})
+	s := newMemSink()
+	c := h.Attach(KindWS, s)
+	if _, err := h.Subscribe(c, "a"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	for i := 0; i < n; i++ {
+		h.Publish(msg("a", i))
+	}
+	frames := s.waitFor(t, n)
+	for i, f := range frames {
+		want := WSText((&tidings.Message{Channel: "a", Event: "e", ID: fmt.Sprint(i), Data: json.RawMessage(fmt.Sprint(i))}).Envelope())
+		if !bytes.Equal(f, want) {
+			t.Fatalf("frame %d out of order: %q", i, f)
+		}
+	}
+	s.mu.Lock()
+	writes := s.writes
+	s.mu.Unlock()
+	t.Logf("%d frames in %d writes", n, writes)
+	if writes > n {
+		t.Fatalf("more writes (%d) than frames (%d)", writes, n)
+	}
+}
+
+func TestSubscribeIdempotentAndUnsubscribe(t *testing.T) {
+	h := startHub(t, Options{Workers: 1, MaxSubscriptions: 2})
+	s := newMemSink()
+	c := h.Attach(KindWS, s)
+	if added, _ := h.Subscribe(c, "x"); !added {
+		t.Fatal("first subscribe not added")
+	}
+	if added, _ := h.Subscribe(c, "x"); added {
+		t.Fatal("second subscribe added again")
+	}
+	if _, err := h.Subscribe(c, "y"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Subscribe(c, "z"); err != ErrTooManySubs {
+		t.Fatalf("third channel: %v, want ErrTooManySubs", err)
+	}
+	h.Publish(msg("x", 1))
+	s.waitFor(t, 1)
+	if !h.Unsubscribe(c, "x") {
+		t.Fatal("unsubscribe reported not subscribed")
+	}
+	h.Publish(msg("x", 2))
+	h.Publish(msg("y", 3))
+	f := s.waitFor(t, 2)
+	if len(f) != 2 || !bytes.Contains(f[1], []byte(`"id":"3"`)) {
+		t.Fatalf("frames after unsubscribe: %q", f)
+	}
+	if st := h.Stats(); st.Channels != 1 {
+		t.Fatalf("channels = %d, want 1", st.Channels)
+	}
+}
+
+func TestDetachAndUsers(t *testing.T) {
+	h := startHub(t, Options{MaxConnsPerUser: 2})
+	a := h.Attach(KindWS, newMemSink())
+	b := h.Attach(KindWS, newMemSink())
+	c := h.Attach(KindWS, newMemSink())
+	for _, x := range []*Conn{a, b} {
+		if err := h.Authenticate(x, "u1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Subscribe(x, "user:u1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Authenticate(c, "u1"); err != ErrTooManyConns {
+		t.Fatalf("third connection: %v", err)
+	}
+	if err := h.Authenticate(a, "u2"); err == nil {
+		t.Fatal("rebinding to another user allowed")
+	}
+	if !h.Online("u1") {
+		t.Fatal("u1 not online")
+	}
+	h.Detach(a)
+	h.Detach(a) // idempotent
+	h.Detach(b)
+	if h.Online("u1") {
+		t.Fatal("u1 online after detach")
+	}
+	st := h.Stats()
+	if st.Connections != 1 || st.Channels != 0 || st.Users != 0 {
+		t.Fatalf("stats after detach: %+v", st)
+	}
+}
+
+func TestSweepClosesIdleAndPings(t *testing.T) {
+	h := startHub(t, Options{Workers: 1})
+	idle, live := newMemSink(), newMemSink()
+	ci := h.Attach(KindWS, idle)
+	cl := h.Attach(KindWS, live)
+	ci.lastSeen.Store(time.Now().Add(-time.Hour).UnixNano())
+	cl.Touch()
+	n := h.Sweep(time.Now(), time.Minute, map[Kind][]byte{KindWS: WSPing})
+	if n != 1 {
+		t.Fatalf("closed %d, want 1", n)
+	}
+	idle.mu.Lock()
+	closed := idle.closed
+	idle.mu.Unlock()
+	if !closed {
+		t.Fatal("idle connection not closed")
+	}
+	if f := live.waitFor(t, 1); !bytes.Equal(f[0], WSPing) {
+		t.Fatalf("live got %q, want a ping", f[0])
+	}
+}
+
+func TestSSEEncoding(t *testing.T) {
+	m := &tidings.Message{Channel: "c", Event: "notification", ID: "7", Data: json.RawMessage(`{"a":1}`)}
+	got := string(NewFrame(m).Bytes(KindSSE))
+	want := "id: 7\nevent: notification\ndata: {\"a\":1}\n\n"
+	if got != want {
+		t.Fatalf("got %q want %q", got, want)
+	}
+	raw := &tidings.Message{Channel: "c", Data: json.RawMessage("a\nb"), Raw: true}
+	if got := string(EncodeSSE(raw)); got != "data: a\ndata: b\n\n" {
+		t.Fatalf("raw: %q", got)
+	}
+}
+
+func TestWSFrameLengths(t *testing.T) {
+	for _, n := range []int{0, 125, 126, 65535, 65536} {
+		f := WSText(bytes.Repeat([]byte("x"), n))
+		if f[0] != 0x81 {
+			t.Fatalf("n=%d: first byte %x", n, f[0])
+		}
+		var hdr int
+		switch {
+		case n < 126:
+			hdr = 2
+		case n <= 65535:
+			hdr = 4
+		default:
+			hdr = 10
+		}
+		if len(f) != hdr+n {
+			t.Fatalf("n=%d: len %d, want %d", n, len(f), hdr+n)
+		}
+	}
+}

@@ -1,0 +1,290 @@
+// Package server wires a Tidings node together: configuration, store,
+// broker, hub, transports and HTTP API. cmd/tidings and the end-to-end tests
+// both run a node through it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/internal/auth"
+	"github.com/tidings/tidings/internal/broker/membroker"
+	"github.com/tidings/tidings/internal/config"
+	"github.com/tidings/tidings/internal/httpapi"
+	"github.com/tidings/tidings/internal/hub"
+	"github.com/tidings/tidings/internal/inbox"
+	"github.com/tidings/tidings/internal/store/sqlitestore"
+	"github.com/tidings/tidings/internal/transport/ws"
+	"github.com/tidings/tidings/web"
+)
+
+// Server is one Tidings node.
+type Server struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	node    string
+	started time.Time
+
+	store  tidings.Store
+	broker tidings.Broker
+	auth   *auth.Authenticator
+	hub    *hub.Hub
+	ws     *ws.Server
+	inbox  *inbox.Service
+	api    *httpapi.API
+
+	httpSrv *http.Server
+	ln      net.Listener
+
+	closeOnce sync.Once
+}
+
+// New provisions a node from a validated config: it opens the store and
+// builds every part, but starts nothing (Listen, then Run).
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: log, started: time.Now()}
+	s.node, _ = os.Hostname()
+	if s.node == "" {
+		s.node = "tidings"
+	}
+
+	var err error
+	s.auth, err = newAuthenticator(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Store != "sqlite" {
+		return nil, fmt.Errorf("store %q: only the embedded sqlite store is available in this build", cfg.Store)
+	}
+	s.store, err = sqlitestore.Open(ctx, sqlitestore.Options{Path: cfg.DataDir + "/tidings.db", Logger: log})
+	if err != nil {
+		_ = s.auth.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if cfg.Broker != "memory" {
+		_ = s.store.Close()
+		_ = s.auth.Close()
+		return nil, fmt.Errorf("broker %q: only the memory broker is available in this build", cfg.Broker)
+	}
+	s.broker = membroker.New()
+	s.hub = hub.New(hub.Options{MaxSubscriptions: cfg.MaxSubscriptions, MaxConnsPerUser: cfg.MaxConnsPerUser, Logger: log})
+	s.inbox = inbox.New(s.store, s.broker, log)
+
+	rules := &auth.Rules{Default: cfg.ChannelsDefault, Namespaces: map[string]tidings.Policy{},
+		SubscribeWebhookURL: cfg.SubscribeWebhookURL}
+	for name, ns := range cfg.Namespaces {
+		if ns.Policy != "" {
+			rules.Namespaces[name] = ns.Policy
+		}
+	}
+	userToken := func(r *http.Request) string { return auth.UserToken(r, cfg.TokenCookie) }
+	s.ws = ws.New(ws.Options{
+		Hub: s.hub, Auth: s.auth, Rules: rules, Inbox: s.inbox, Token: userToken,
+		CheckOrigin: originChecker(cfg.AllowedOrigins), MaxFrameBytes: cfg.MaxFrameBytes, Logger: log,
+	})
+
+	static, err := fs.Sub(web.Static, "static")
+	if err != nil {
+		return nil, err
+	}
+	var mint func(string) (string, error)
+	if cfg.Dev {
+		if cfg.JWTSecret == "" {
+			return nil, errors.New("dev mode mints HS256 tokens and needs jwt_secret")
+		}
+		mint = func(user string) (string, error) {
+			return auth.MintHS256([]byte(cfg.JWTSecret), user, cfg.DevTokenTTL, nil)
+		}
+	}
+	s.api = httpapi.New(httpapi.Options{
+		Inbox: s.inbox, Auth: s.auth,
+		APIKeys: auth.NewKeys(cfg.APIKeys...), AdminKeys: auth.NewKeys(cfg.AdminKey),
+		UserToken: userToken, APIKey: auth.APIKey, AdminKey: auth.AdminKey,
+		MaxBodyBytes: cfg.MaxBodyBytes, Ready: s.ready, Stats: s.Stats,
+		Dev: cfg.Dev, MintDev: mint, Logger: log, Prefix: cfg.PathPrefix,
+		Static: http.FileServerFS(static),
+	})
+	s.api.Handle("GET "+cfg.Path(cfg.WSPath), s.ws)
+	return s, nil
+}
+
+func newAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*auth.Authenticator, error) {
+	ac := auth.Config{JWKSURL: cfg.JWKSURL, WebhookURL: cfg.AuthWebhookURL, Logger: log}
+	if cfg.JWTSecret != "" {
+		ac.JWTSecret = []byte(cfg.JWTSecret)
+	}
+	if cfg.JWTPublicKey != "" {
+		pem, err := os.ReadFile(cfg.JWTPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("jwt_public_key: %w", err)
+		}
+		ac.JWTPublicKeyPEM = pem
+	}
+	return auth.New(ctx, ac)
+}
+
+// originChecker allows requests without Origin (non-browser clients), an
+// Origin matching the request's host, and the configured origins.
+func originChecker(allowed []string) func(r *http.Request) bool {
+	all := false
+	set := map[string]bool{}
+	for _, o := range allowed {
+		if o == "*" {
+			all = true
+		}
+		set[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	}
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		if origin == "" || all {
+			return true
+		}
+		if set[strings.ToLower(origin)] {
+			return true
+		}
+		u, err := url.Parse(origin)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+}
+
+// Listen binds the configured address (":0" picks a free port).
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address, after Listen.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Handler is the node's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.api }
+
+// Run serves until ctx is done, then drains: WebSocket clients are told to
+// reconnect (close 1012 with a jittered hint), HTTP requests in flight
+// finish, the hub, broker and store close in that order.
+func (s *Server) Run(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	brokerCtx, stopBroker := context.WithCancel(context.Background())
+	brokerDone := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() {
+		close(ready)
+		brokerDone <- s.broker.Run(brokerCtx, s.hub.Publish)
+	}()
+	<-ready
+	s.hub.Start()
+	if err := s.ws.Start(); err != nil {
+		stopBroker()
+		return fmt.Errorf("start websocket poller: %w", err)
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); s.sweep(sweepCtx) }()
+
+	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.httpSrv.Serve(s.ln) }()
+	s.log.Info("tidings listening", "addr", s.ln.Addr().String(), "node", s.node, "dev", s.cfg.Dev)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+
+	// Drain: no new connections, tell clients to come back later, finish
+	// requests in flight, then close the back ends.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	s.ws.Drain(5*time.Second, func(d time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(d))) })
+	_ = s.httpSrv.Shutdown(shutdownCtx)
+	stopSweep()
+	<-sweepDone
+	s.hub.Stop()
+	s.ws.Stop()
+	stopBroker()
+	<-brokerDone
+	s.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close releases the store and the authenticator; idempotent. Run calls it.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		if err := s.store.Close(); err != nil {
+			s.log.Error("close store", "err", err)
+		}
+		_ = s.auth.Close()
+	})
+}
+
+// sweep pings WebSocket clients and closes the silent ones.
+func (s *Server) sweep(ctx context.Context) {
+	every := s.cfg.IdleTimeout / 4
+	if every > s.cfg.PingInterval || every <= 0 {
+		every = s.cfg.PingInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	lastPing := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			var ping map[hub.Kind][]byte
+			if now.Sub(lastPing) >= s.cfg.PingInterval-every/2 {
+				ping = map[hub.Kind][]byte{hub.KindWS: hub.WSPing}
+				lastPing = now
+			}
+			if n := s.hub.Sweep(now, s.cfg.IdleTimeout, ping); n > 0 {
+				s.log.Info("closed idle connections", "count", n)
+			}
+		}
+	}
+}
+
+func (s *Server) ready(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// Stats is GET /v1/admin/stats.
+func (s *Server) Stats() any {
+	hs := s.hub.Stats()
+	wsN := s.ws.Count()
+	return map[string]any{
+		"node":         s.node,
+		"uptime_s":     int64(time.Since(s.started).Seconds()),
+		"connections":  map[string]int64{"total": hs.Connections, "ws": wsN, "sse": 0, "poll": 0},
+		"users_online": hs.Users,
+		"channels":     hs.Channels,
+		"goroutines":   runtime.NumGoroutine(),
+		"published":    hs.Published,
+		"deliveries":   hs.Deliveries,
+	}
+}

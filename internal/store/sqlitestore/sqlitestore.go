@@ -1,0 +1,487 @@
+// Package sqlitestore is the embedded tidings.Store: one SQLite database
+// file (pure Go driver, no cgo), in WAL mode with synchronous=FULL so a
+// notification that Append has returned survives a process kill or a power
+// cut.
+//
+// Writes (Append, MarkRead, Delete, the expiry purge) are serialised
+// through one writer goroutine that owns the only write connection and
+// commits whatever is queued in one transaction (group commit). Reads use a
+// separate pool of connections, which WAL lets run beside the writer.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/tidings/tidings"
+)
+
+// Options configures Open.
+type Options struct {
+	// Path is the database file, e.g. <data_dir>/tidings.db. It and its
+	// directory are created when missing.
+	Path string
+	// MaxBatch caps the notifications one group commit takes from the
+	// queue (default 512). One Append call larger than that still commits
+	// as one transaction: a call is all-or-nothing.
+	MaxBatch int
+	// PurgeEvery is how often expired rows are deleted (default 1m; a
+	// negative value disables purging; expired rows stay hidden anyway).
+	PurgeEvery time.Duration
+	// Logger receives warnings (failed group commits, purge errors);
+	// default slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	defaultMaxBatch   = 512
+	defaultPurgeEvery = time.Minute
+	defaultLimit      = 50
+	maxLimit          = 500
+	purgeChunk        = 1000
+	busyTimeoutMillis = 10000
+)
+
+// ErrClosed is returned by every method called after Close.
+var ErrClosed = &tidings.Error{Code: tidings.CodeUnavailable, Msg: "store closed"}
+
+// Store is a tidings.Store on SQLite. Make it with Open.
+type Store struct {
+	log    *slog.Logger
+	wdb    *sql.DB // holds the one write connection, owned by w
+	rdb    *sql.DB // read pool
+	w      *writer
+	closed atomic.Bool
+
+	// mu orders enqueueing against Close: senders hold it shared while
+	// they put a request on the queue, Close holds it exclusively to close
+	// the queue, so no send ever hits a closed channel.
+	mu       sync.RWMutex
+	stopping bool
+
+	quit      chan struct{} // closed by Close: stops the purge loop
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ tidings.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database at opt.Path, applies schema
+// migrations and starts the writer and the purge loop. Close the Store to
+// stop them.
+func Open(ctx context.Context, opt Options) (*Store, error) {
+	if opt.Path == "" {
+		return nil, errors.New("sqlitestore: Options.Path is required")
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = defaultMaxBatch
+	}
+	if opt.PurgeEvery == 0 {
+		opt.PurgeEvery = defaultPurgeEvery
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	path, err := filepath.Abs(opt.Path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("sqlitestore: create directory: %w", err)
+	}
+
+	// The write connection: WAL so readers never block it, FULL so COMMIT
+	// returns only once the WAL is synced, IMMEDIATE so a transaction
+	// takes the write lock at BEGIN instead of failing halfway if another
+	// process holds it.
+	wdb, err := sql.Open("sqlite", dsn(path, "_txlock=immediate",
+		"_pragma=journal_mode(WAL)", "_pragma=synchronous(FULL)", "_pragma=foreign_keys(ON)"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open: %w", err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetConnMaxIdleTime(0)
+	wdb.SetConnMaxLifetime(0)
+	conn, err := wdb.Conn(ctx)
+	if err != nil {
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", opt.Path, err)
+	}
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		_ = conn.Close()
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: %s: WAL mode unavailable (journal_mode=%q): %v", opt.Path, mode, err)
+	}
+	if err := migrate(ctx, conn); err != nil {
+		_ = conn.Close()
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: %s: %w", opt.Path, err)
+	}
+	w, err := newWriter(ctx, conn, opt.MaxBatch, opt.Logger)
+	if err != nil {
+		_ = conn.Close()
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: %w", err)
+	}
+
+	// Read connections: query_only guards against a write slipping past
+	// the writer (two writers would fight over the lock).
+	rdb, err := sql.Open("sqlite", dsn(path, "_pragma=query_only(1)"))
+	if err != nil {
+		w.closeStmts()
+		_ = conn.Close()
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open readers: %w", err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(readers)
+	rdb.SetMaxIdleConns(readers)
+
+	s := &Store{log: opt.Logger, wdb: wdb, rdb: rdb, w: w, quit: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		w.run()
+	}()
+	if opt.PurgeEvery > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.purgeLoop(opt.PurgeEvery)
+		}()
+	}
+	return s, nil
+}
+
+// dsn builds a modernc.org/sqlite DSN: a file: URI, so a path with '?',
+// '#' or '%' in it is escaped rather than cut, plus driver parameters. Every
+// connection gets a busy timeout: a reader opening the WAL, or a second
+// process, waits instead of failing with SQLITE_BUSY.
+func dsn(absPath string, params ...string) string {
+	q := fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeoutMillis)
+	for _, p := range params {
+		q += "&" + p
+	}
+	return "file:" + (&url.URL{Path: filepath.ToSlash(absPath)}).EscapedPath() + "?" + q
+}
+
+// Close stops taking requests, finishes every queued one, stops the purge
+// loop and closes the database. It is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.mu.Lock()
+		s.stopping = true
+		close(s.w.reqs) // the writer drains what is queued, then returns
+		s.mu.Unlock()
+		close(s.quit)
+		s.wg.Wait()
+
+		// Let SQLite refresh planner statistics it finds stale, as it
+		// advises before closing a long-lived connection; cheap, and
+		// failure changes nothing.
+		_, _ = s.w.conn.ExecContext(context.Background(), "PRAGMA optimize")
+		s.w.closeStmts()
+		errs := []error{s.w.conn.Close(), s.wdb.Close(), s.rdb.Close()}
+		if err := errors.Join(errs...); err != nil {
+			s.closeErr = fmt.Errorf("sqlitestore: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// Ping checks that the store is open and a read connection answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	var one int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("sqlitestore: ping: %w", err)
+	}
+	return nil
+}
+
+// do hands o to the writer and waits for its answer.
+//
+// If ctx ends while o is queued or running, do returns ctx.Err() at once,
+// but the work may still commit: the writer may already have taken o into
+// a transaction that it will not undo for one caller. A caller that sees
+// ctx.Err() must treat the outcome as unknown (an idempotency key makes the
+// retry safe). A request whose caller gave up before the writer took it is
+// dropped.
+func (s *Store) do(ctx context.Context, o op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	if s.stopping {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.w.reqs <- o:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-o.base().done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Append stores batch durably and returns the stored notifications in the
+// same order. It returns only after COMMIT (with synchronous=FULL, after
+// the WAL is synced). See do for what a cancelled ctx means.
+func (s *Store) Append(ctx context.Context, batch []tidings.NewNotification) ([]tidings.Notification, error) {
+	if len(batch) == 0 {
+		return []tidings.Notification{}, nil
+	}
+	// Validate on the caller's goroutine: a bad call never reaches the
+	// writer, so it cannot cost a group its commit.
+	now := time.Now()
+	items := make([]tidings.NewNotification, len(batch))
+	for i, n := range batch {
+		switch {
+		case n.ID == "":
+			return nil, tidings.Errorf(tidings.CodeBadRequest, "notification %d: id is required", i)
+		case n.User == "":
+			return nil, tidings.Errorf(tidings.CodeBadRequest, "notification %d: user is required", i)
+		case len(n.Data) > 0 && !json.Valid(n.Data):
+			return nil, tidings.Errorf(tidings.CodeBadRequest, "notification %d: data is not valid JSON", i)
+		}
+		if n.CreatedAt.IsZero() {
+			n.CreatedAt = now
+		}
+		if len(n.Data) == 0 {
+			n.Data = nil
+		} else {
+			// Our own copy: the caller may reuse its buffer after we return.
+			n.Data = append(json.RawMessage(nil), n.Data...)
+		}
+		items[i] = n
+	}
+	o := &appendOp{opBase: newBase(ctx, len(items)), items: items}
+	if err := s.do(ctx, o); err != nil {
+		return nil, err
+	}
+	return o.out, nil
+}
+
+// MarkRead marks ids (or all) of the user read. It returns the ids that
+// changed, in the order given, and the unread count after the change.
+func (s *Store) MarkRead(ctx context.Context, user string, ids []string, all bool) ([]string, int, error) {
+	o := &markOp{opBase: newBase(ctx, 1), user: user, ids: ids, all: all}
+	if err := s.do(ctx, o); err != nil {
+		return nil, 0, err
+	}
+	return o.changed, o.unread, nil
+}
+
+// Delete removes one notification of the user, or returns
+// tidings.ErrNotFound.
+func (s *Store) Delete(ctx context.Context, user, id string) error {
+	o := &deleteOp{opBase: newBase(ctx, 1), user: user, id: id}
+	if err := s.do(ctx, o); err != nil {
+		return err
+	}
+	if !o.found {
+		return tidings.ErrNotFound
+	}
+	return nil
+}
+
+// purgeLoop deletes expired rows every interval, in chunks, through the
+// writer, so purging never competes with appends for the write lock.
+func (s *Store) purgeLoop(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		var total int64
+		for {
+			o := &purgeOp{opBase: newBase(context.Background(), 1), limit: purgeChunk}
+			if err := s.do(context.Background(), o); err != nil {
+				if !errors.Is(err, ErrClosed) {
+					s.log.Warn("sqlitestore: purge expired notifications", "err", err)
+				}
+				break
+			}
+			total += o.removed
+			if o.removed < purgeChunk || s.closed.Load() {
+				break
+			}
+		}
+		if total > 0 {
+			s.log.Debug("sqlitestore: purged expired notifications", "count", total)
+		}
+	}
+}
+
+// --- reads ---
+
+// List returns a page of the user's inbox, newest first. The items, the
+// unread count and LastSeq come from one read transaction, so they agree.
+func (s *Store) List(ctx context.Context, user string, q tidings.ListQuery) (tidings.Page, error) {
+	if s.closed.Load() {
+		return tidings.Page{}, ErrClosed
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	limit = min(limit, maxLimit)
+	before := q.BeforeSeq
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	now := sql.Named("now", time.Now().UnixMilli())
+
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return tidings.Page{}, fmt.Errorf("sqlitestore: list: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }() // read-only: nothing to keep
+
+	query := `SELECT ` + columns + ` FROM notifications
+		WHERE user = :user AND seq < :before AND ` + notExpired
+	if q.UnreadOnly {
+		query += ` AND read_at IS NULL`
+	}
+	// One row more than asked tells whether an older page exists.
+	query += ` ORDER BY seq DESC LIMIT :limit`
+	items, err := queryRows(ctx, tx, query, sql.Named("user", user), sql.Named("before", before),
+		now, sql.Named("limit", limit+1))
+	if err != nil {
+		return tidings.Page{}, fmt.Errorf("sqlitestore: list: %w", err)
+	}
+	var page tidings.Page
+	if len(items) > limit {
+		items = items[:limit]
+		page.Next = items[limit-1].Seq
+	}
+	page.Items = items
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM notifications
+		WHERE user = :user AND read_at IS NULL AND `+notExpired,
+		sql.Named("user", user), now).Scan(&page.Unread); err != nil {
+		return tidings.Page{}, fmt.Errorf("sqlitestore: list: count unread: %w", err)
+	}
+	err = tx.QueryRowContext(ctx, `SELECT last_seq FROM user_seq WHERE user = ?`, user).Scan(&page.LastSeq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return tidings.Page{}, fmt.Errorf("sqlitestore: list: last seq: %w", err)
+	}
+	return page, nil
+}
+
+// Since returns up to limit unexpired notifications with Seq > after,
+// oldest first. limit <= 0 means 50; a larger limit is honoured as given,
+// since the caller resuming a cursor decides how much it can take.
+func (s *Store) Since(ctx context.Context, user string, after int64, limit int) ([]tidings.Notification, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	items, err := queryRows(ctx, s.rdb, `SELECT `+columns+` FROM notifications
+		WHERE user = :user AND seq > :after AND `+notExpired+`
+		ORDER BY seq ASC LIMIT :limit`,
+		sql.Named("user", user), sql.Named("after", after),
+		sql.Named("now", time.Now().UnixMilli()), sql.Named("limit", limit))
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: since: %w", err)
+	}
+	return items, nil
+}
+
+// Unread counts the user's unread, unexpired notifications.
+func (s *Store) Unread(ctx context.Context, user string) (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM notifications
+		WHERE user = :user AND read_at IS NULL AND `+notExpired,
+		sql.Named("user", user), sql.Named("now", time.Now().UnixMilli())).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlitestore: unread: %w", err)
+	}
+	return n, nil
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func queryRows(ctx context.Context, q querier, query string, args ...any) ([]tidings.Notification, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []tidings.Notification{}
+	for rows.Next() {
+		n, err := scanRow(rows)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, n)
+	}
+	return items, rows.Err()
+}
+
+// scanner is what both *sql.Row and *sql.Rows offer.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// scanRow reads one row in the order of columns.
+func scanRow(r scanner) (tidings.Notification, error) {
+	var (
+		n               tidings.Notification
+		data            []byte
+		created         int64
+		readAt, expires sql.NullInt64
+	)
+	if err := r.Scan(&n.ID, &n.Seq, &n.User, &n.Type, &n.Title, &n.Body, &n.URL,
+		&data, &n.Group, &created, &readAt, &expires); err != nil {
+		return n, err
+	}
+	if data != nil {
+		n.Data = json.RawMessage(data)
+	}
+	n.CreatedAt = fromMillis(created)
+	if readAt.Valid {
+		t := fromMillis(readAt.Int64)
+		n.ReadAt = &t
+	}
+	if expires.Valid {
+		t := fromMillis(expires.Int64)
+		n.ExpiresAt = &t
+	}
+	return n, nil
+}

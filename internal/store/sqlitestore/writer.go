@@ -1,0 +1,391 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tidings/tidings"
+)
+
+// The writer is the only code that changes the database. SQLite allows one
+// writer at a time anyway; owning the write connection in one goroutine
+// turns that limit into an advantage: requests queued while a commit is
+// being synced are all taken together and paid for with one fsync (group
+// commit), instead of each waiting for the lock and syncing on its own.
+
+// op is one queued write request. apply runs it inside the current
+// transaction and keeps its results in the op; it may run twice (once in a
+// group, once alone after the group failed), so it must reset its results
+// first.
+type op interface {
+	base() *opBase
+	apply(w *writer, now time.Time) error
+}
+
+// opBase is what every op carries: the caller's context (to skip work the
+// caller has given up on), its weight in the batch limit, and where the
+// answer goes. done has room for one answer so the writer never blocks.
+type opBase struct {
+	ctx  context.Context
+	n    int
+	done chan error
+}
+
+func newBase(ctx context.Context, n int) opBase {
+	return opBase{ctx: ctx, n: n, done: make(chan error, 1)}
+}
+
+func (b *opBase) base() *opBase { return b }
+
+// writer owns the write connection and its prepared statements.
+type writer struct {
+	conn     *sql.Conn
+	reqs     chan op
+	maxBatch int
+	log      *slog.Logger
+
+	// Statements prepared once on conn; every write goes through them.
+	findIdem  *sql.Stmt
+	nextSeq   *sql.Stmt
+	insert    *sql.Stmt
+	markIDs   *sql.Stmt
+	markAll   *sql.Stmt
+	unread    *sql.Stmt
+	deleteOne *sql.Stmt
+	purge     *sql.Stmt
+}
+
+// Column list shared by every query that returns notifications; scanRow
+// reads them in this order.
+const columns = `id, seq, user, type, title, body, url, data, grp, created_at, read_at, expires_at`
+
+// notExpired is the filter that hides expired rows; ?now is unix millis.
+const notExpired = `(expires_at IS NULL OR expires_at > :now)`
+
+var writeStmts = []struct {
+	dst   func(w *writer) **sql.Stmt
+	query string
+}{
+	{func(w *writer) **sql.Stmt { return &w.findIdem },
+		`SELECT ` + columns + ` FROM notifications WHERE user = ? AND idem_key = ?`},
+	// One statement both reserves the next seq and tells it; the row is
+	// written in the same transaction as the notification, so a rolled-back
+	// append gives its seq back and a committed one never hands it out again.
+	{func(w *writer) **sql.Stmt { return &w.nextSeq },
+		`INSERT INTO user_seq (user, last_seq) VALUES (?, 1)
+		 ON CONFLICT (user) DO UPDATE SET last_seq = last_seq + 1
+		 RETURNING last_seq`},
+	{func(w *writer) **sql.Stmt { return &w.insert },
+		`INSERT INTO notifications
+		 (user, seq, id, type, title, body, url, data, grp, idem_key, created_at, expires_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+	// ids arrive as one JSON array: one prepared statement for any count,
+	// and no bound-variable limit. The unary + keeps the planner on the id
+	// index: the unread index (user, ...) would scan every unread row of
+	// the user to find a handful of ids.
+	{func(w *writer) **sql.Stmt { return &w.markIDs },
+		`UPDATE notifications SET read_at = :now
+		 WHERE id IN (SELECT value FROM json_each(:ids))
+		   AND +user = :user AND read_at IS NULL AND ` + notExpired + `
+		 RETURNING id`},
+	{func(w *writer) **sql.Stmt { return &w.markAll },
+		`UPDATE notifications SET read_at = :now
+		 WHERE user = :user AND read_at IS NULL AND ` + notExpired},
+	{func(w *writer) **sql.Stmt { return &w.unread },
+		`SELECT count(*) FROM notifications
+		 WHERE user = :user AND read_at IS NULL AND ` + notExpired},
+	{func(w *writer) **sql.Stmt { return &w.deleteOne },
+		`DELETE FROM notifications WHERE user = :user AND id = :id AND ` + notExpired},
+	// Purge in chunks so one purge never holds the write lock for long.
+	{func(w *writer) **sql.Stmt { return &w.purge },
+		`DELETE FROM notifications WHERE pk IN
+		 (SELECT pk FROM notifications WHERE expires_at <= ? LIMIT ?)`},
+}
+
+func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log *slog.Logger) (*writer, error) {
+	w := &writer{conn: conn, reqs: make(chan op, 4*maxBatch), maxBatch: maxBatch, log: log}
+	for _, s := range writeStmts {
+		st, err := conn.PrepareContext(ctx, s.query)
+		if err != nil {
+			w.closeStmts()
+			return nil, fmt.Errorf("prepare %q: %w", s.query, err)
+		}
+		*s.dst(w) = st
+	}
+	return w, nil
+}
+
+func (w *writer) closeStmts() {
+	for _, s := range writeStmts {
+		if st := *s.dst(w); st != nil {
+			_ = st.Close()
+			*s.dst(w) = nil
+		}
+	}
+}
+
+// run is the writer goroutine: it ends when reqs is closed and drained.
+func (w *writer) run() {
+	var held op // taken from the queue but left for the next batch
+	for {
+		first := held
+		held = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-w.reqs; !ok {
+				return
+			}
+		}
+		batch := []op{first}
+		n := first.base().n
+		closed := false
+	drain:
+		// Take only what is already queued: waiting for more would add
+		// latency to a lone caller for no gain.
+		for n < w.maxBatch {
+			select {
+			case o, ok := <-w.reqs:
+				if !ok {
+					closed = true
+					break drain
+				}
+				if n+o.base().n > w.maxBatch {
+					held = o
+					break drain
+				}
+				batch = append(batch, o)
+				n += o.base().n
+			default:
+				break drain
+			}
+		}
+		w.runBatch(batch)
+		if closed && held == nil {
+			return
+		}
+	}
+}
+
+// runBatch runs ops in one transaction and answers each. If the group
+// fails, nothing of it was committed, and each op is retried alone so one
+// bad request (a duplicate id, say) does not fail its neighbours.
+func (w *writer) runBatch(batch []op) {
+	live := make([]op, 0, len(batch))
+	for _, o := range batch {
+		// A caller that gave up before we started gets its own error back
+		// and its work is not done at all.
+		if err := o.base().ctx.Err(); err != nil {
+			o.base().done <- err
+			continue
+		}
+		live = append(live, o)
+	}
+	if len(live) == 0 {
+		return
+	}
+	err := w.inTx(live)
+	if err == nil || len(live) == 1 {
+		for _, o := range live {
+			o.base().done <- err
+		}
+		return
+	}
+	w.log.Warn("sqlitestore: group commit failed; retrying its requests one by one",
+		"requests", len(live), "err", err)
+	for _, o := range live {
+		o.base().done <- w.inTx([]op{o})
+	}
+}
+
+// inTx applies ops in one IMMEDIATE transaction and commits. Statements
+// run with a background context: the transaction serves many callers, so no
+// single caller's cancellation may cut it short.
+func (w *writer) inTx(ops []op) (err error) {
+	ctx := context.Background()
+	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("sqlitestore: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			// Also after a failed COMMIT, which can leave the transaction
+			// open; an error here only means there is nothing to undo.
+			_, _ = w.conn.ExecContext(ctx, "ROLLBACK")
+		}
+	}()
+	now := time.Now()
+	for _, o := range ops {
+		if err := o.apply(w, now); err != nil {
+			return err
+		}
+	}
+	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("sqlitestore: commit: %w", err)
+	}
+	return nil
+}
+
+// appendOp stores one Append call.
+type appendOp struct {
+	opBase
+	items []tidings.NewNotification
+	out   []tidings.Notification
+}
+
+func (o *appendOp) apply(w *writer, _ time.Time) error {
+	ctx := context.Background()
+	o.out = o.out[:0]
+	for i := range o.items {
+		it := &o.items[i]
+		if it.IdempotencyKey != "" {
+			// Looked up inside the transaction, so an earlier item of this
+			// very batch (or of this group) is found too.
+			n, err := scanRow(w.findIdem.QueryRowContext(ctx, it.User, it.IdempotencyKey))
+			if err == nil {
+				o.out = append(o.out, n)
+				continue
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("sqlitestore: idempotency lookup: %w", err)
+			}
+		}
+		var seq int64
+		if err := w.nextSeq.QueryRowContext(ctx, it.User).Scan(&seq); err != nil {
+			return fmt.Errorf("sqlitestore: next seq for %q: %w", it.User, err)
+		}
+		created := toMillis(it.CreatedAt)
+		var expires any
+		if it.ExpiresAt != nil {
+			expires = toMillis(*it.ExpiresAt)
+		}
+		if _, err := w.insert.ExecContext(ctx, it.User, seq, it.ID, it.Type, it.Title, it.Body, it.URL,
+			nullText(string(it.Data)), it.Group, nullText(it.IdempotencyKey), created, expires); err != nil {
+			return fmt.Errorf("sqlitestore: insert %q: %w", it.ID, err)
+		}
+		n := tidings.Notification{
+			ID: it.ID, Seq: seq, User: it.User, Type: it.Type, Title: it.Title, Body: it.Body,
+			URL: it.URL, Data: it.Data, Group: it.Group, CreatedAt: fromMillis(created),
+		}
+		if it.ExpiresAt != nil {
+			t := fromMillis(expires.(int64))
+			n.ExpiresAt = &t
+		}
+		o.out = append(o.out, n)
+	}
+	return nil
+}
+
+// markOp is one MarkRead call.
+type markOp struct {
+	opBase
+	user    string
+	ids     []string
+	all     bool
+	changed []string
+	unread  int
+}
+
+func (o *markOp) apply(w *writer, now time.Time) error {
+	ctx := context.Background()
+	o.changed, o.unread = nil, 0
+	ms := sql.Named("now", now.UnixMilli())
+	user := sql.Named("user", o.user)
+	if o.all {
+		if _, err := w.markAll.ExecContext(ctx, ms, user); err != nil {
+			return fmt.Errorf("sqlitestore: mark all read: %w", err)
+		}
+	} else if len(o.ids) > 0 {
+		ids, _ := json.Marshal(o.ids) // []string always encodes
+		rows, err := w.markIDs.QueryContext(ctx, ms, user, sql.Named("ids", string(ids)))
+		if err != nil {
+			return fmt.Errorf("sqlitestore: mark read: %w", err)
+		}
+		got := make(map[string]bool)
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlitestore: mark read: %w", err)
+			}
+			got[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("sqlitestore: mark read: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sqlitestore: mark read: %w", err)
+		}
+		// RETURNING has no defined order: answer in the caller's order,
+		// each id once.
+		o.changed = []string{}
+		for _, id := range o.ids {
+			if got[id] {
+				o.changed = append(o.changed, id)
+				delete(got, id)
+			}
+		}
+	} else {
+		o.changed = []string{}
+	}
+	if err := w.unread.QueryRowContext(ctx, ms, user).Scan(&o.unread); err != nil {
+		return fmt.Errorf("sqlitestore: count unread: %w", err)
+	}
+	return nil
+}
+
+// deleteOp is one Delete call. Not finding the row is an answer, not a
+// failure of the transaction, so it is kept in found.
+type deleteOp struct {
+	opBase
+	user, id string
+	found    bool
+}
+
+func (o *deleteOp) apply(w *writer, now time.Time) error {
+	res, err := w.deleteOne.ExecContext(context.Background(),
+		sql.Named("now", now.UnixMilli()), sql.Named("user", o.user), sql.Named("id", o.id))
+	if err != nil {
+		return fmt.Errorf("sqlitestore: delete: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlitestore: delete: %w", err)
+	}
+	o.found = n > 0
+	return nil
+}
+
+// purgeOp deletes up to limit expired rows.
+type purgeOp struct {
+	opBase
+	limit   int
+	removed int64
+}
+
+func (o *purgeOp) apply(w *writer, now time.Time) error {
+	res, err := w.purge.ExecContext(context.Background(), now.UnixMilli(), o.limit)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: purge: %w", err)
+	}
+	o.removed, err = res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlitestore: purge: %w", err)
+	}
+	return nil
+}
+
+// nullText stores "" as NULL: no data, no idempotency key.
+func nullText(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func toMillis(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }

@@ -1,0 +1,363 @@
+// Package ws is the WebSocket transport of Tidings (docs/PROTOCOL.md).
+//
+// The HTTP upgrade is answered by the standard net/http server; the
+// connection is then handed to an epoll poller (nbio), so an idle
+// connection costs no goroutine and no read buffer: reading happens on the
+// poller's goroutines, frames are handled on a shared pool with per
+// connection ordering, and writes go through the hub's workers.
+package ws
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/nbhttp"
+	"github.com/lesismal/nbio/nbhttp/websocket"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/internal/hub"
+	"github.com/tidings/tidings/internal/inbox"
+)
+
+// Authenticator turns a token into an identity.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (tidings.Identity, error)
+}
+
+// Authorizer decides channel subscriptions.
+type Authorizer interface {
+	Allow(ctx context.Context, id tidings.Identity, channel string) error
+}
+
+// Options of the WebSocket server.
+type Options struct {
+	Hub           *hub.Hub
+	Auth          Authenticator
+	Rules         Authorizer
+	Inbox         *inbox.Service
+	Token         func(r *http.Request) string // the token sent with the upgrade request, if any
+	CheckOrigin   func(r *http.Request) bool
+	MaxFrameBytes int           // default 64 KiB
+	MaxWriteBytes int           // slow-consumer limit: bytes buffered for one peer before it is closed; default 4 MiB
+	OpTimeout     time.Duration // bound on one op's backend calls; default 10 s
+	Logger        *slog.Logger
+}
+
+// Server upgrades requests and serves WebSocket connections.
+type Server struct {
+	opt      Options
+	engine   *nbhttp.Engine
+	upgrader *websocket.Upgrader
+	log      *slog.Logger
+	count    atomic.Int64
+	draining atomic.Bool
+}
+
+// New makes a server; Start starts its poller.
+func New(opt Options) *Server {
+	if opt.MaxFrameBytes <= 0 {
+		opt.MaxFrameBytes = 64 << 10
+	}
+	if opt.MaxWriteBytes <= 0 {
+		opt.MaxWriteBytes = 4 << 20
+	}
+	if opt.OpTimeout <= 0 {
+		opt.OpTimeout = 10 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	s := &Server{opt: opt, log: opt.Logger}
+	installLogger(opt.Logger)
+	s.engine = nbhttp.NewEngine(nbhttp.Config{
+		Name:                    "tidings-ws",
+		NPoller:                 runtime.GOMAXPROCS(0),
+		ReleaseWebsocketPayload: true,
+		MaxWriteBufferSize:      opt.MaxWriteBytes,
+	})
+	u := websocket.NewUpgrader()
+	u.Engine = s.engine
+	u.MessageLengthLimit = opt.MaxFrameBytes
+	u.CheckOrigin = func(*http.Request) bool { return true } // checked before Upgrade, with a JSON answer
+	u.OnMessage(s.onMessage)
+	u.OnClose(s.onClose)
+	u.SetPingHandler(func(c *websocket.Conn, data string) {
+		if ss, ok := c.Session().(*session); ok {
+			ss.hc.Touch()
+		}
+		_ = c.WriteMessage(websocket.PongMessage, []byte(data))
+	})
+	u.SetPongHandler(func(c *websocket.Conn, _ string) {
+		if ss, ok := c.Session().(*session); ok {
+			ss.hc.Touch()
+		}
+	})
+	s.upgrader = u
+	return s
+}
+
+// Start starts the poller goroutines (no listener: connections arrive
+// through ServeHTTP).
+func (s *Server) Start() error { return s.engine.Start() }
+
+// Stop closes every connection and the poller.
+func (s *Server) Stop() { s.engine.Stop() }
+
+// Count is the number of open WebSocket connections.
+func (s *Server) Count() int64 { return s.count.Load() }
+
+// ServeHTTP authenticates (when the request carries a token), upgrades,
+// and hands the connection to the poller.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeHTTPError(w, tidings.Errorf(tidings.CodeUnavailable, "server is restarting; reconnect to another node"))
+		return
+	}
+	if s.opt.CheckOrigin != nil && !s.opt.CheckOrigin(r) {
+		writeHTTPError(w, tidings.Errorf(tidings.CodeForbidden, "origin not allowed"))
+		return
+	}
+	var id *tidings.Identity
+	if tok := s.token(r); tok != "" {
+		ident, err := s.opt.Auth.Authenticate(r.Context(), tok)
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		id = &ident
+	}
+	wsc, err := s.upgrader.UpgradeAndTransferConnToPoller(w, r, nil)
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", "err", err, "remote", r.RemoteAddr)
+		return
+	}
+	nbc, ok := wsc.Conn.(*nbio.Conn)
+	if !ok {
+		s.log.Error("websocket connection not on the poller")
+		_ = wsc.Close()
+		return
+	}
+	ss := &session{s: s, wsc: wsc, nbc: nbc}
+	ss.hc = s.opt.Hub.Attach(hub.KindWS, ss)
+	s.count.Add(1)
+	wsc.SetSession(ss)
+	if id != nil {
+		if err := ss.bind(*id); err != nil {
+			ss.send(errReply(nil, err))
+			ss.Close(1008, tidings.ErrorOf(err).Msg)
+		}
+	}
+}
+
+func (s *Server) token(r *http.Request) string {
+	if s.opt.Token == nil {
+		return ""
+	}
+	return s.opt.Token(r)
+}
+
+func (s *Server) onClose(c *websocket.Conn, _ error) {
+	ss, ok := c.Session().(*session)
+	if !ok {
+		return
+	}
+	ss.closeOnce.Do(func() {
+		s.opt.Hub.Detach(ss.hc)
+		s.count.Add(-1)
+	})
+}
+
+func (s *Server) onMessage(c *websocket.Conn, mt websocket.MessageType, data []byte) {
+	ss, ok := c.SessionWithLock().(*session)
+	if !ok {
+		return
+	}
+	ss.hc.Touch()
+	if mt != websocket.TextMessage {
+		ss.send(errReply(nil, tidings.Errorf(tidings.CodeBadRequest, "bad frame: only text frames are accepted")))
+		return
+	}
+	f, err := DecodeFrame(data)
+	if err != nil {
+		ss.send(errReply(f.Ref, err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.OpTimeout)
+	defer cancel()
+	ss.handle(ctx, &f)
+}
+
+// Drain tells every client to reconnect elsewhere (close 1012, service
+// restart) and refuses new upgrades. spread is the window over which
+// clients are asked to come back; each close carries a jittered delay
+// hint in its reason ("reconnect in 1234ms").
+func (s *Server) Drain(spread time.Duration, jitter func(time.Duration) time.Duration) {
+	s.draining.Store(true)
+	s.opt.Hub.ForEach(func(c *hub.Conn) {
+		if c.Kind != hub.KindWS {
+			return
+		}
+		d := time.Duration(0)
+		if jitter != nil && spread > 0 {
+			d = jitter(spread)
+		}
+		s.opt.Hub.CloseConn(c, 1012, "service restart; reconnect in "+d.Round(time.Millisecond).String())
+	})
+}
+
+// session is one WebSocket connection's state.
+type session struct {
+	s   *Server
+	wsc *websocket.Conn
+	nbc *nbio.Conn
+	hc  *hub.Conn
+
+	mu sync.Mutex
+	id *tidings.Identity // nil until authenticated
+
+	closeOnce sync.Once
+}
+
+// Write implements hub.Sink: several frames, one vectored write. nbio
+// buffers what the socket does not take and closes the peer past
+// MaxWriteBytes.
+func (ss *session) Write(bufs [][]byte) error {
+	if len(bufs) == 1 {
+		_, err := ss.nbc.Write(bufs[0])
+		return err
+	}
+	_, err := ss.nbc.Writev(bufs)
+	return err
+}
+
+// Close implements hub.Sink.
+func (ss *session) Close(code int, reason string) {
+	_, _ = ss.nbc.Write(hub.WSClose(code, reason))
+	_ = ss.wsc.Close()
+}
+
+// send queues a reply behind whatever the hub is delivering to this
+// connection, so replies and events keep their order.
+func (ss *session) send(payload []byte) { ss.s.opt.Hub.Send(ss.hc, hub.WSText(payload)) }
+
+func (ss *session) identity() *tidings.Identity {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.id
+}
+
+// bind makes the connection the user's: it then receives the user's
+// personal channel without subscribing (PRODUCT.md).
+func (ss *session) bind(id tidings.Identity) error {
+	ss.mu.Lock()
+	if ss.id != nil && ss.id.User != id.User {
+		ss.mu.Unlock()
+		return tidings.Errorf(tidings.CodeForbidden, "connection already authenticated as another user")
+	}
+	ss.id = &id
+	ss.mu.Unlock()
+	h := ss.s.opt.Hub
+	if err := h.Authenticate(ss.hc, id.User); err != nil {
+		return err
+	}
+	_, err := h.Subscribe(ss.hc, tidings.PersonalChannel(id.User))
+	return err
+}
+
+func (ss *session) handle(ctx context.Context, f *ClientFrame) {
+	switch f.Op {
+	case OpBarePing:
+		ss.s.opt.Hub.Send(ss.hc, hub.WSText([]byte("pong")))
+		return
+	case OpPing:
+		ss.send(pongReply(f.Ref))
+		return
+	case OpHeartbeat:
+		ss.send(heartbeatReply)
+		return
+	case OpAuth:
+		ss.send(ss.auth(ctx, f))
+		return
+	case OpSubscribe, OpUnsubscribe, OpRead:
+	default:
+		ss.send(errReply(f.Ref, tidings.Errorf(tidings.CodeUnknownOp, "unknown op %q", f.Op)))
+		return
+	}
+	id := ss.identity()
+	if id == nil {
+		ss.send(errReply(f.Ref, tidings.Errorf(tidings.CodeNotAuthenticated, "not authenticated: send auth first")))
+		return
+	}
+	switch f.Op {
+	case OpSubscribe:
+		ss.send(ss.subscribe(ctx, *id, f))
+	case OpUnsubscribe:
+		ss.send(ss.unsubscribe(*id, f))
+	case OpRead:
+		unread, err := ss.s.opt.Inbox.MarkRead(ctx, id.User, f.IDs, f.All)
+		if err != nil {
+			ss.send(errReply(f.Ref, err))
+			return
+		}
+		b, _ := jsonMarshal(reply{Result: &yes, Unread: &unread, Ref: f.Ref})
+		ss.send(b)
+	}
+}
+
+func (ss *session) auth(ctx context.Context, f *ClientFrame) []byte {
+	if f.Token == "" {
+		return errReply(f.Ref, tidings.Errorf(tidings.CodeNotAuthenticated, "no token"))
+	}
+	id, err := ss.s.opt.Auth.Authenticate(ctx, f.Token)
+	if err != nil {
+		return errReply(f.Ref, err)
+	}
+	if err := ss.bind(id); err != nil {
+		return errReply(f.Ref, err)
+	}
+	return okReply(f.Ref)
+}
+
+// resolve maps "@user" to the user's personal channel.
+func resolve(id tidings.Identity, channel string) string {
+	if channel == tidings.UserAlias {
+		return tidings.PersonalChannel(id.User)
+	}
+	return channel
+}
+
+func (ss *session) subscribe(ctx context.Context, id tidings.Identity, f *ClientFrame) []byte {
+	if f.Channel == "" {
+		return errReply(f.Ref, tidings.Errorf(tidings.CodeBadRequest, "bad frame: channel is required"))
+	}
+	ch := resolve(id, f.Channel)
+	if _, _, err := f.SinceSeq(); err != nil {
+		return errReply(f.Ref, err)
+	}
+	if err := ss.s.opt.Rules.Allow(ctx, id, ch); err != nil {
+		return errReply(f.Ref, err)
+	}
+	if _, err := ss.s.opt.Hub.Subscribe(ss.hc, ch); err != nil {
+		return errReply(f.Ref, err)
+	}
+	return okReply(f.Ref)
+}
+
+func (ss *session) unsubscribe(id tidings.Identity, f *ClientFrame) []byte {
+	if f.Channel == "" {
+		return errReply(f.Ref, tidings.Errorf(tidings.CodeBadRequest, "bad frame: channel is required"))
+	}
+	ss.s.opt.Hub.Unsubscribe(ss.hc, resolve(id, f.Channel))
+	return okReply(f.Ref)
+}
+
+// IsClosed reports errors that only mean the peer went away.
+func IsClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
