@@ -3,7 +3,7 @@ GO ?= go
 FUZZTIME ?= 15s
 PKGS := ./...
 
-.PHONY: run build test check unit fuzz bench clean
+.PHONY: run build test check unit browser browser-deps fuzz bench clean
 
 run:
 	$(GO) run ./cmd/tidings serve --dev
@@ -12,7 +12,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/tidings ./cmd/tidings
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/tidings-bench ./cmd/tidings-bench
 
-test: check unit fuzz
+test: check unit browser fuzz
 
 # Static checks: formatting and vet.
 check:
@@ -23,6 +23,16 @@ check:
 # Every test, under the race detector, end-to-end ones included.
 unit:
 	$(GO) test -race -count=1 $(PKGS)
+
+# The demo page in a real headless Chromium (Debian's chromium package,
+# driven by playwright-core); installs both when missing.
+browser: build browser-deps
+	cd web/test && TEST_TIDINGS_BIN=$(CURDIR)/bin/tidings npm test
+
+browser-deps:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	cd web/test && npm ci --no-audit --no-fund
 
 # Each fuzz target for a bounded time (decoders: frames, bodies, tokens).
 fuzz:

@@ -5,14 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
 
 	"github.com/tidings/tidings/internal/config"
 )
@@ -436,5 +439,58 @@ func TestOperatorEndpoints(t *testing.T) {
 	st, out = n.do("GET", "/", "", nil)
 	if st != 200 || !strings.Contains(string(out), "<html") {
 		t.Fatalf("demo page: %d", st)
+	}
+}
+
+func TestOversizedFrameClosesWith1009(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.MaxFrameBytes = 1024 })
+	big, other := n.connect("alice"), n.connect("bob")
+	big.sendText(`{"op":"ping","pad":"` + strings.Repeat("x", 4096) + `"}`)
+	_ = big.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := big.c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
+		t.Fatalf("oversized frame: %v, want close 1009", err)
+	}
+	if r := other.call(map[string]any{"op": "ping"}); r["op"] != "pong" {
+		t.Fatalf("other connection affected: %v", r)
+	}
+}
+
+// Seed 003: tokens checked by the app's webhook, {"token"} → {"uid"}.
+func TestAuthWebhook(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Token string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		if in.Token != "session-abc" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"uid":1001}`))
+	}))
+	defer hook.Close()
+	n := startNode(t, func(c *config.Config) {
+		c.JWTSecret = ""
+		c.AuthWebhookURL = hook.URL
+	})
+	c, _, err := n.dial("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.call(map[string]any{"op": "auth", "token": "session-abc"}); got["result"] != true {
+		t.Fatalf("auth: %v", got)
+	}
+	if got := c.call(map[string]any{"op": "subscribe", "channel": "@user"}); got["result"] != true {
+		t.Fatalf("subscribe: %v", got)
+	}
+	n.do("POST", "/v1/mesh/publish", testAPIKey, map[string]string{"c": "user:1001", "d": "hello 1001"})
+	if got := c.read(); got != "hello 1001" {
+		t.Fatalf("got %q", got)
+	}
+	if got := c.call(map[string]any{"op": "auth", "token": "wrong"}); got["code"] != 1.0 {
+		t.Fatalf("refused token: %v", got)
+	}
+	if st, _ := n.do("GET", "/v1/me/unread", "session-abc", nil); st != 200 {
+		t.Fatalf("user API with webhook token: %d", st)
 	}
 }
