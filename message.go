@@ -11,9 +11,13 @@ type Message struct {
 	// Event is the event name: "notification", "read", or the name a
 	// publisher gave. Empty for a raw publication.
 	Event string `json:"e,omitempty"`
-	// ID is the cursor of this message as text (a notification's seq), or
-	// empty when the message has none.
+	// ID is the cursor of this message as text (a notification's seq, a
+	// channel offset), or empty when the message has none.
 	ID string `json:"i,omitempty"`
+	// Seq is the same cursor as a number (0: none). Within one channel,
+	// messages with a Seq are published in increasing Seq order; a
+	// connection that resumed from a cursor receives each Seq at most once.
+	Seq int64 `json:"s,omitempty"`
 	// Data is the event's JSON payload; for a raw publication, the exact
 	// text to deliver.
 	Data json.RawMessage `json:"d"`

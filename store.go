@@ -31,7 +31,8 @@ type Store interface {
 	// MarkRead marks the given ids (or all, when all is true) read and
 	// returns the ids that changed from unread to read (nil for all) and the
 	// unread count after the change. Unknown ids or other users' ids are
-	// ignored.
+	// ignored, but when none of a non-empty list of ids is a notification
+	// of the user, MarkRead changes nothing and returns ErrNotFound.
 	MarkRead(ctx context.Context, user string, ids []string, all bool) (changed []string, unread int, err error)
 	// Delete removes one notification of the user; ErrNotFound when the
 	// user has no notification with that id.
@@ -40,4 +41,13 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close flushes pending work and releases resources; idempotent.
 	Close() error
+}
+
+// CommitObserver is an optional Store capability. A store that has it calls
+// fn after every commit that stored notifications, in commit order, with
+// the notifications that commit stored (idempotent repeats excluded), so
+// they can be published in sequence order. fn must not block: it runs on
+// the store's writer. Set it once, before the first Append.
+type CommitObserver interface {
+	ObserveCommits(fn func([]Notification))
 }

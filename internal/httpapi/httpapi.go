@@ -43,9 +43,9 @@ type Options struct {
 	Dev         bool
 	MintDev     func(user string) (string, error)
 	Logger      *slog.Logger
-	Prefix      string // path prefix, "" or "/x"
-	WS          http.Handler
+	Prefix      string       // path prefix, "" or "/x"
 	Static      http.Handler // the demo page, at the prefix root
+	StaticFiles []string     // the files Static serves besides index.html
 	Metrics     http.Handler // nil: no /metrics
 	MetricsAuth bool
 }
@@ -88,10 +88,13 @@ func New(opt Options) *API {
 		}
 	}
 	if opt.Static != nil {
-		// The demo page's files live at the root, one level deep.
+		// The demo page's files live at the root, one level deep; only
+		// those are served (anything else is a JSON 404).
 		static := http.StripPrefix(p, opt.Static)
 		a.mux.Handle("GET "+p+"/{$}", static)
-		a.mux.Handle("GET "+p+"/{file}", static)
+		for _, f := range opt.StaticFiles {
+			a.mux.Handle("GET "+p+"/"+f, static)
+		}
 	}
 	return a
 }

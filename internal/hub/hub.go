@@ -97,7 +97,10 @@ type Conn struct {
 	channels map[string]struct{}
 	closed   bool
 
-	pending [][]byte // owned by the worker
+	// Owned by the worker.
+	pending [][]byte
+	seen    []seen // highest Seq delivered per channel
+	held    []held // channels being resumed
 }
 
 // User is the authenticated user of the connection ("" before auth).

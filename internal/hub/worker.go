@@ -9,8 +9,10 @@ type job struct {
 	shard *shard
 	frame *Frame
 
-	conn *Conn
-	raw  []byte
+	conn    *Conn
+	raw     []byte
+	hold    string   // start holding this channel's frames for conn
+	release *release // deliver a replay, then the held frames
 }
 
 // worker owns a share of the connections: only it appends to their pending
@@ -104,12 +106,19 @@ func (w *worker) process(batch []job) {
 	for i := range batch {
 		j := &batch[i]
 		if j.conn != nil {
-			w.push(j.conn, j.raw)
+			switch {
+			case j.hold != "":
+				w.hold(j.conn, j.hold)
+			case j.release != nil:
+				w.release(j.conn, j.release)
+			default:
+				w.push(j.conn, j.raw)
+			}
 			continue
 		}
 		j.shard.mu.RLock()
 		for c := range j.ch.subs[w.idx] {
-			w.push(c, j.frame.Bytes(c.Kind))
+			w.deliver(c, j.frame)
 		}
 		j.shard.mu.RUnlock()
 	}

@@ -17,7 +17,7 @@ import (
 // Limits on what a publisher may send in one notification.
 const (
 	MaxUsers     = 1000
-	MaxUserLen   = 255
+	MaxUserLen   = 250 // so that "user:<id>" is a valid channel name
 	MaxTypeLen   = 128
 	MaxTitleLen  = 1024
 	MaxBodyLen   = 16 << 10
@@ -63,19 +63,12 @@ func (r *SendRequest) Validate() error {
 	if len(r.Users) > MaxUsers {
 		probs = append(probs, fmt.Sprintf("users: at most %d users per request", MaxUsers))
 	}
-	seen := make(map[string]bool, len(r.Users))
-	users := r.Users[:0:0]
 	for _, u := range r.Users {
 		if !validUser(u) {
 			probs = append(probs, fmt.Sprintf("users: %q is not a valid user id", u))
-			continue
-		}
-		if !seen[u] {
-			seen[u] = true
-			users = append(users, u)
 		}
 	}
-	r.Users = users
+	r.Users = dedupe(r.Users)
 	if r.Type == "" {
 		r.Type = DefaultType
 	}
@@ -122,6 +115,7 @@ func DecodePublish(body []byte) (PublishRequest, error) {
 	if req.Channel != "" {
 		req.Channels = append([]string{req.Channel}, req.Channels...)
 	}
+	req.Channels = dedupe(req.Channels)
 	if len(req.Channels) == 0 {
 		probs = append(probs, "channel: a channel (or channels) is required")
 	}
@@ -231,4 +225,17 @@ func ParseDuration(s string) (time.Duration, error) {
 		return time.Duration(n * float64(time.Second)), nil
 	}
 	return time.ParseDuration(s)
+}
+
+// dedupe keeps the first of each value, in order.
+func dedupe(in []string) []string {
+	seen := make(map[string]bool, len(in))
+	out := in[:0:0]
+	for _, v := range in {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -20,14 +20,25 @@ type Service struct {
 	Broker tidings.Broker
 	Log    *slog.Logger
 	Now    func() time.Time
+
+	// queue is set when the store reports commits: notifications are then
+	// published by Run in commit (= sequence) order, which is what lets a
+	// resuming client drop duplicates by sequence number.
+	queue *orderedQueue
 }
 
-// New makes a Service.
+// New makes a Service. Run must run for notifications to be published when
+// the store reports its commits (tidings.CommitObserver).
 func New(store tidings.Store, broker tidings.Broker, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{Store: store, Broker: broker, Log: log, Now: time.Now}
+	s := &Service{Store: store, Broker: broker, Log: log, Now: time.Now}
+	if co, ok := store.(tidings.CommitObserver); ok {
+		s.queue = newOrderedQueue()
+		co.ObserveCommits(s.queue.push)
+	}
+	return s
 }
 
 // Send stores one notification per user, durably, then publishes each to
@@ -52,6 +63,9 @@ func (s *Service) Send(ctx context.Context, req SendRequest) ([]tidings.Notifica
 	if err != nil {
 		return nil, err
 	}
+	if s.queue != nil {
+		return stored, nil // published by Run, in commit order
+	}
 	for i := range stored {
 		if stored[i].ID != batch[i].ID {
 			continue // an idempotent retry: published the first time
@@ -61,14 +75,16 @@ func (s *Service) Send(ctx context.Context, req SendRequest) ([]tidings.Notifica
 	return stored, nil
 }
 
+// NotificationMessage is the message that carries n on its user's personal
+// channel: event "notification", the seq as cursor.
+func NotificationMessage(n *tidings.Notification) *tidings.Message {
+	data, _ := json.Marshal(n) // a Notification always encodes
+	return &tidings.Message{Channel: tidings.PersonalChannel(n.User), Event: "notification",
+		ID: strconv.FormatInt(n.Seq, 10), Seq: n.Seq, Data: data}
+}
+
 func (s *Service) publishNotification(ctx context.Context, n *tidings.Notification) {
-	data, err := json.Marshal(n)
-	if err != nil {
-		s.Log.Error("encode notification", "id", n.ID, "err", err)
-		return
-	}
-	m := &tidings.Message{Channel: tidings.PersonalChannel(n.User), Event: "notification",
-		ID: strconv.FormatInt(n.Seq, 10), Data: data}
+	m := NotificationMessage(n)
 	if err := s.Broker.Publish(ctx, m); err != nil {
 		// Stored, so not lost: clients catch up from their cursor.
 		s.Log.Warn("publish notification", "id", n.ID, "user", n.User, "err", err)

@@ -353,7 +353,7 @@ func TestInboxAPI(t *testing.T) {
 	if st, _ := n.do("DELETE", "/v1/me/notifications/"+ids[0], bob, nil); st != 404 {
 		t.Fatalf("bob deleting alice's: %d", st)
 	}
-	if st, out := n.do("POST", "/v1/me/read", bob, map[string]any{"ids": []string{ids[0]}}); st != 200 || strings.TrimSpace(string(out)) != `{"unread":0}` {
+	if st, out := n.do("POST", "/v1/me/read", bob, map[string]any{"ids": []string{ids[0]}}); st != 404 {
 		t.Fatalf("bob reading alice's: %d %s", st, out)
 	}
 	if st, out := n.do("DELETE", "/v1/me/notifications/"+ids[0], alice, nil); st != 204 {

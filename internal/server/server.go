@@ -118,10 +118,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		UserToken: userToken, APIKey: auth.APIKey, AdminKey: auth.AdminKey,
 		MaxBodyBytes: cfg.MaxBodyBytes, Ready: s.ready, Stats: s.Stats,
 		Dev: cfg.Dev, MintDev: mint, Logger: log, Prefix: cfg.PathPrefix,
-		Static: http.FileServerFS(static),
+		Static: http.FileServerFS(static), StaticFiles: staticFiles(static),
 	})
 	s.api.Handle("GET "+cfg.Path(cfg.WSPath), s.ws)
 	return s, nil
+}
+
+// staticFiles lists the demo page's files (not index.html, served at /).
+func staticFiles(fsys fs.FS) []string {
+	var out []string
+	entries, _ := fs.ReadDir(fsys, ".")
+	for _, e := range entries {
+		if !e.IsDir() && e.Name() != "index.html" {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 func newAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger) (*auth.Authenticator, error) {
@@ -197,7 +209,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	<-ready
 	s.hub.Start()
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); s.inbox.Run(pubCtx) }()
 	if err := s.ws.Start(); err != nil {
+		stopPub()
+		<-pubDone
 		stopBroker()
 		return fmt.Errorf("start websocket poller: %w", err)
 	}
@@ -222,6 +239,8 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	s.ws.Drain(5*time.Second, func(d time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(d))) })
 	_ = s.httpSrv.Shutdown(shutdownCtx)
+	stopPub() // publishes what is committed but not yet published
+	<-pubDone
 	stopSweep()
 	<-sweepDone
 	s.hub.Stop()

@@ -288,12 +288,21 @@ func (s *Store) Append(ctx context.Context, batch []tidings.NewNotification) ([]
 	return o.out, nil
 }
 
+// ObserveCommits implements tidings.CommitObserver: fn runs on the writer
+// after each commit, before the callers of that commit are answered.
+func (s *Store) ObserveCommits(fn func([]tidings.Notification)) { s.w.observer.Store(&fn) }
+
+var _ tidings.CommitObserver = (*Store)(nil)
+
 // MarkRead marks ids (or all) of the user read. It returns the ids that
 // changed, in the order given, and the unread count after the change.
 func (s *Store) MarkRead(ctx context.Context, user string, ids []string, all bool) ([]string, int, error) {
 	o := &markOp{opBase: newBase(ctx, 1), user: user, ids: ids, all: all}
 	if err := s.do(ctx, o); err != nil {
 		return nil, 0, err
+	}
+	if o.notFound {
+		return nil, 0, tidings.ErrNotFound
 	}
 	return o.changed, o.unread, nil
 }

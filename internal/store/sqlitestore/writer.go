@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -48,16 +49,18 @@ type writer struct {
 	reqs     chan op
 	maxBatch int
 	log      *slog.Logger
+	observer atomic.Pointer[func([]tidings.Notification)]
 
 	// Statements prepared once on conn; every write goes through them.
-	findIdem  *sql.Stmt
-	nextSeq   *sql.Stmt
-	insert    *sql.Stmt
-	markIDs   *sql.Stmt
-	markAll   *sql.Stmt
-	unread    *sql.Stmt
-	deleteOne *sql.Stmt
-	purge     *sql.Stmt
+	findIdem   *sql.Stmt
+	nextSeq    *sql.Stmt
+	insert     *sql.Stmt
+	markIDs    *sql.Stmt
+	markAll    *sql.Stmt
+	countOwned *sql.Stmt
+	unread     *sql.Stmt
+	deleteOne  *sql.Stmt
+	purge      *sql.Stmt
 }
 
 // Column list shared by every query that returns notifications; scanRow
@@ -93,6 +96,9 @@ var writeStmts = []struct {
 		 WHERE id IN (SELECT value FROM json_each(:ids))
 		   AND +user = :user AND read_at IS NULL AND ` + notExpired + `
 		 RETURNING id`},
+	{func(w *writer) **sql.Stmt { return &w.countOwned },
+		`SELECT count(*) FROM notifications
+		 WHERE id IN (SELECT value FROM json_each(:ids)) AND +user = :user AND ` + notExpired},
 	{func(w *writer) **sql.Stmt { return &w.markAll },
 		`UPDATE notifications SET read_at = :now
 		 WHERE user = :user AND read_at IS NULL AND ` + notExpired},
@@ -190,6 +196,9 @@ func (w *writer) runBatch(batch []op) {
 	}
 	err := w.inTx(live)
 	if err == nil || len(live) == 1 {
+		if err == nil {
+			w.committed(live)
+		}
 		for _, o := range live {
 			o.base().done <- err
 		}
@@ -198,7 +207,29 @@ func (w *writer) runBatch(batch []op) {
 	w.log.Warn("sqlitestore: group commit failed; retrying its requests one by one",
 		"requests", len(live), "err", err)
 	for _, o := range live {
-		o.base().done <- w.inTx([]op{o})
+		err := w.inTx([]op{o})
+		if err == nil {
+			w.committed([]op{o})
+		}
+		o.base().done <- err
+	}
+}
+
+// committed reports what a commit stored to the observer, in commit order,
+// before any caller is answered.
+func (w *writer) committed(ops []op) {
+	fn := w.observer.Load()
+	if fn == nil {
+		return
+	}
+	var fresh []tidings.Notification
+	for _, o := range ops {
+		if a, ok := o.(*appendOp); ok {
+			fresh = append(fresh, a.fresh...)
+		}
+	}
+	if len(fresh) > 0 {
+		(*fn)(fresh)
 	}
 }
 
@@ -234,11 +265,13 @@ type appendOp struct {
 	opBase
 	items []tidings.NewNotification
 	out   []tidings.Notification
+	fresh []tidings.Notification // stored by this call (not idempotent repeats)
 }
 
 func (o *appendOp) apply(w *writer, _ time.Time) error {
 	ctx := context.Background()
 	o.out = o.out[:0]
+	o.fresh = o.fresh[:0]
 	for i := range o.items {
 		it := &o.items[i]
 		if it.IdempotencyKey != "" {
@@ -275,6 +308,7 @@ func (o *appendOp) apply(w *writer, _ time.Time) error {
 			n.ExpiresAt = &t
 		}
 		o.out = append(o.out, n)
+		o.fresh = append(o.fresh, n)
 	}
 	return nil
 }
@@ -282,16 +316,17 @@ func (o *appendOp) apply(w *writer, _ time.Time) error {
 // markOp is one MarkRead call.
 type markOp struct {
 	opBase
-	user    string
-	ids     []string
-	all     bool
-	changed []string
-	unread  int
+	user     string
+	ids      []string
+	all      bool
+	changed  []string
+	unread   int
+	notFound bool // a list of ids of which none is the user's
 }
 
 func (o *markOp) apply(w *writer, now time.Time) error {
 	ctx := context.Background()
-	o.changed, o.unread = nil, 0
+	o.changed, o.unread, o.notFound = nil, 0, false
 	ms := sql.Named("now", now.UnixMilli())
 	user := sql.Named("user", o.user)
 	if o.all {
@@ -327,6 +362,14 @@ func (o *markOp) apply(w *writer, now time.Time) error {
 				o.changed = append(o.changed, id)
 				delete(got, id)
 			}
+		}
+		if len(o.changed) == 0 {
+			// Nothing changed: already read, or not the user's at all?
+			var owned int
+			if err := w.countOwned.QueryRowContext(ctx, ms, user, sql.Named("ids", string(ids))).Scan(&owned); err != nil {
+				return fmt.Errorf("sqlitestore: mark read: %w", err)
+			}
+			o.notFound = owned == 0
 		}
 	} else {
 		o.changed = []string{}

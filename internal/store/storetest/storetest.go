@@ -568,6 +568,13 @@ func testMarkRead(t *testing.T, s tidings.Store) {
 			t.Fatalf("item %d: read_at %v, want between %v and %v", n.Seq, n.ReadAt, before, after)
 		}
 	}
+	// Only other users' or unknown ids: not found, nothing changes.
+	if _, _, err := s.MarkRead(ctxT(t), "alice", []string{bobs[0].ID, "no-such-id"}, false); !errors.Is(err, tidings.ErrNotFound) {
+		t.Fatalf("MarkRead of none of alice's ids: %v, want ErrNotFound", err)
+	}
+	if n := mustUnread(t, s, "bob"); n != 1 {
+		t.Fatalf("bob's unread %d, want 1", n)
+	}
 	// No ids, not all: nothing changes.
 	if changed, unread, err := s.MarkRead(ctxT(t), "alice", nil, false); err != nil || len(changed) != 0 || unread != 2 {
 		t.Fatalf("MarkRead(nil): changed %v unread %d err %v", changed, unread, err)

@@ -3,6 +3,7 @@ package ws
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/tidings/tidings"
 )
@@ -13,6 +14,15 @@ func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 func writeHTTPError(w http.ResponseWriter, err error) {
 	e := tidings.ErrorOf(err)
 	w.Header().Set("Content-Type", "application/json")
+	if e.Code == tidings.CodeNotAuthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
+	}
 	w.WriteHeader(e.Code.HTTPStatus())
 	_ = json.NewEncoder(w).Encode(e)
+}
+
+// isUpgrade reports whether r asks for a WebSocket.
+func isUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
+		strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
 }

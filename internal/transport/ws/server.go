@@ -121,6 +121,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, tidings.Errorf(tidings.CodeUnavailable, "server is restarting; reconnect to another node"))
 		return
 	}
+	if !isUpgrade(r) {
+		writeHTTPError(w, tidings.Errorf(tidings.CodeBadRequest, "WebSocket upgrade required"))
+		return
+	}
 	if s.opt.CheckOrigin != nil && !s.opt.CheckOrigin(r) {
 		writeHTTPError(w, tidings.Errorf(tidings.CodeForbidden, "origin not allowed"))
 		return
@@ -258,18 +262,19 @@ func (ss *session) identity() *tidings.Identity {
 // personal channel without subscribing (PRODUCT.md).
 func (ss *session) bind(id tidings.Identity) error {
 	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	if ss.id != nil && ss.id.User != id.User {
-		ss.mu.Unlock()
 		return tidings.Errorf(tidings.CodeForbidden, "connection already authenticated as another user")
 	}
-	ss.id = &id
-	ss.mu.Unlock()
 	h := ss.s.opt.Hub
 	if err := h.Authenticate(ss.hc, id.User); err != nil {
 		return err
 	}
-	_, err := h.Subscribe(ss.hc, tidings.PersonalChannel(id.User))
-	return err
+	if _, err := h.Subscribe(ss.hc, tidings.PersonalChannel(id.User)); err != nil {
+		return err
+	}
+	ss.id = &id // only now: a refused auth leaves the connection unauthenticated
+	return nil
 }
 
 func (ss *session) handle(ctx context.Context, f *ClientFrame) {
