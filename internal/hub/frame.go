@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"strings"
 	"sync"
 
@@ -13,8 +14,10 @@ import (
 type Kind uint8
 
 const (
-	KindWS  Kind = iota // WebSocket text frames
-	KindSSE             // Server-Sent Events
+	KindWS       Kind = iota // WebSocket text frames
+	KindSSE                  // Server-Sent Events, id: <cursor>
+	KindSSEMulti             // Server-Sent Events of a multi-channel stream, id: <channel>@<cursor>
+	KindJSON                 // the server event as JSON, no framing (long-poll)
 )
 
 // Frame is one publication encoded for the wire. It is built once per
@@ -24,10 +27,14 @@ const (
 type Frame struct {
 	Msg *tidings.Message
 
-	wsOnce  sync.Once
-	ws      []byte
-	sseOnce sync.Once
-	sse     []byte
+	wsOnce    sync.Once
+	ws        []byte
+	sseOnce   sync.Once
+	sse       []byte
+	multiOnce sync.Once
+	multi     []byte
+	jsonOnce  sync.Once
+	json      []byte
 }
 
 // NewFrame wraps m; nothing is encoded until a subscriber needs it.
@@ -35,12 +42,36 @@ func NewFrame(m *tidings.Message) *Frame { return &Frame{Msg: m} }
 
 // Bytes returns the encoding for kind.
 func (f *Frame) Bytes(kind Kind) []byte {
-	if kind == KindSSE {
-		f.sseOnce.Do(func() { f.sse = EncodeSSE(f.Msg) })
+	switch kind {
+	case KindSSE:
+		f.sseOnce.Do(func() { f.sse = EncodeSSE(f.Msg, f.Msg.ID) })
 		return f.sse
+	case KindSSEMulti:
+		f.multiOnce.Do(func() {
+			id := ""
+			if f.Msg.ID != "" {
+				id = f.Msg.Channel + "@" + f.Msg.ID
+			}
+			f.multi = EncodeSSE(f.Msg, id)
+		})
+		return f.multi
+	case KindJSON:
+		f.jsonOnce.Do(func() { f.json = JSONEvent(f.Msg) })
+		return f.json
 	}
 	f.wsOnce.Do(func() { f.ws = WSText(f.Msg.Envelope()) })
 	return f.ws
+}
+
+// JSONEvent is m as a server event object; a raw publication becomes
+// {"event":"message","channel":…,"data":"<the text>"}.
+func JSONEvent(m *tidings.Message) []byte {
+	if !m.Raw {
+		return m.Envelope()
+	}
+	text, _ := json.Marshal(string(m.Data))
+	b, _ := json.Marshal(tidings.ServerEvent{Event: "message", Channel: m.Channel, Data: text})
+	return b
 }
 
 // WSText encodes payload as one unmasked, final WebSocket text frame (the
@@ -83,13 +114,13 @@ func wsFrame(opcode byte, payload []byte) []byte {
 }
 
 // EncodeSSE encodes m as one Server-Sent Events message: "id:" is the
-// cursor, "event:" the event type, "data:" the JSON (a raw publication's
-// text, one data line per line of text).
-func EncodeSSE(m *tidings.Message) []byte {
+// cursor (omitted when empty), "event:" the event type, "data:" the JSON (a
+// raw publication's text, one data line per line of text).
+func EncodeSSE(m *tidings.Message, id string) []byte {
 	var b bytes.Buffer
-	if m.ID != "" {
+	if id != "" {
 		b.WriteString("id: ")
-		b.WriteString(m.ID)
+		b.WriteString(id)
 		b.WriteByte('\n')
 	}
 	if m.Event != "" {

@@ -220,7 +220,7 @@ func TestSSEEncoding(t *testing.T) {
 		t.Fatalf("got %q want %q", got, want)
 	}
 	raw := &tidings.Message{Channel: "c", Data: json.RawMessage("a\nb"), Raw: true}
-	if got := string(EncodeSSE(raw)); got != "data: a\ndata: b\n\n" {
+	if got := string(EncodeSSE(raw, "")); got != "data: a\ndata: b\n\n" {
 		t.Fatalf("raw: %q", got)
 	}
 }

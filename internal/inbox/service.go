@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/internal/history"
 )
 
 // Service sends notifications and manages inboxes.
@@ -20,6 +21,9 @@ type Service struct {
 	Broker tidings.Broker
 	Log    *slog.Logger
 	Now    func() time.Time
+	// History keeps recent events of the namespaces that ask for it; nil:
+	// no channel keeps history.
+	History *history.Memory
 
 	// queue is set when the store reports commits: notifications are then
 	// published by Run in commit (= sequence) order, which is what lets a
@@ -95,7 +99,13 @@ func (s *Service) publishNotification(ctx context.Context, n *tidings.Notificati
 func (s *Service) Publish(ctx context.Context, req PublishRequest) error {
 	for _, ch := range req.Channels {
 		m := &tidings.Message{Channel: ch, Event: req.Event, Data: req.Data}
-		if err := s.Broker.Publish(ctx, m); err != nil {
+		var err error
+		if s.History != nil {
+			err = s.History.Publish(ctx, m, s.Broker.Publish)
+		} else {
+			err = s.Broker.Publish(ctx, m)
+		}
+		if err != nil {
 			return &tidings.Error{Code: tidings.CodeUnavailable, Msg: "broker unavailable", Err: err}
 		}
 	}

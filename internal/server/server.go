@@ -23,6 +23,7 @@ import (
 	"github.com/tidings/tidings/internal/auth"
 	"github.com/tidings/tidings/internal/broker/membroker"
 	"github.com/tidings/tidings/internal/config"
+	"github.com/tidings/tidings/internal/history"
 	"github.com/tidings/tidings/internal/httpapi"
 	"github.com/tidings/tidings/internal/hub"
 	"github.com/tidings/tidings/internal/inbox"
@@ -85,6 +86,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.broker = membroker.New()
 	s.hub = hub.New(hub.Options{MaxSubscriptions: cfg.MaxSubscriptions, MaxConnsPerUser: cfg.MaxConnsPerUser, Logger: log})
 	s.inbox = inbox.New(s.store, s.broker, log)
+	policies := map[string]history.Policy{}
+	for name, ns := range cfg.Namespaces {
+		if ns.HistorySize > 0 {
+			policies[name] = history.Policy{Size: ns.HistorySize, TTL: ns.HistoryTTL}
+		}
+	}
+	s.inbox.History = history.New(policies)
 
 	rules := &auth.Rules{Default: cfg.ChannelsDefault, Namespaces: map[string]tidings.Policy{},
 		SubscribeWebhookURL: cfg.SubscribeWebhookURL}

@@ -303,7 +303,9 @@ func (ss *session) handle(ctx context.Context, f *ClientFrame) {
 	}
 	switch f.Op {
 	case OpSubscribe:
-		ss.send(ss.subscribe(ctx, *id, f))
+		if b := ss.subscribe(ctx, *id, f); b != nil {
+			ss.send(b)
+		}
 	case OpUnsubscribe:
 		ss.send(ss.unsubscribe(*id, f))
 	case OpRead:
@@ -344,16 +346,29 @@ func (ss *session) subscribe(ctx context.Context, id tidings.Identity, f *Client
 		return errReply(f.Ref, tidings.Errorf(tidings.CodeBadRequest, "bad frame: channel is required"))
 	}
 	ch := resolve(id, f.Channel)
-	if _, _, err := f.SinceSeq(); err != nil {
+	after, resume, err := f.SinceSeq()
+	if err != nil {
 		return errReply(f.Ref, err)
 	}
 	if err := ss.s.opt.Rules.Allow(ctx, id, ch); err != nil {
 		return errReply(f.Ref, err)
 	}
-	if _, err := ss.s.opt.Hub.Subscribe(ss.hc, ch); err != nil {
+	h := ss.s.opt.Hub
+	if !resume {
+		if _, err := h.Subscribe(ss.hc, ch); err != nil {
+			return errReply(f.Ref, err)
+		}
+		return okReply(f.Ref)
+	}
+	// With since: the reply, then what was missed, then live; no gap, no
+	// duplicate (hub.Resume).
+	_, err = h.Resume(ss.hc, ch, hub.WSText(okReply(f.Ref)), func() ([]*tidings.Message, error) {
+		return ss.s.opt.Inbox.Replay(ctx, ch, after)
+	})
+	if err != nil {
 		return errReply(f.Ref, err)
 	}
-	return okReply(f.Ref)
+	return nil
 }
 
 func (ss *session) unsubscribe(id tidings.Identity, f *ClientFrame) []byte {
