@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -80,6 +81,11 @@ func New(opt Options) *API {
 	a.mux.HandleFunc("GET "+p+"/v1/dev/config", a.devConfig)
 	a.mux.HandleFunc("GET "+p+"/v1/dev/token", a.devOnly(a.devToken))
 	a.mux.HandleFunc("POST "+p+"/v1/dev/notify", a.devOnly(a.user(a.devNotify)))
+	// Profiles for the operator, behind the admin key.
+	a.mux.HandleFunc("GET "+p+"/debug/pprof/", a.admin(pprof.Index))
+	a.mux.HandleFunc("GET "+p+"/debug/pprof/profile", a.admin(pprof.Profile))
+	a.mux.HandleFunc("GET "+p+"/debug/pprof/trace", a.admin(pprof.Trace))
+	a.mux.HandleFunc("GET "+p+"/debug/pprof/symbol", a.admin(pprof.Symbol))
 	if opt.Metrics != nil {
 		if opt.MetricsAuth {
 			a.mux.HandleFunc("GET "+p+"/metrics", a.admin(opt.Metrics.ServeHTTP))
