@@ -108,6 +108,17 @@ func TestAcknowledgedNotificationSurvivesKill(t *testing.T) {
 
 	p2 := startProc(t, bin, env)
 	waitHealthy(t, base, p2)
+	// tidings publish talks to the running node with the configured key.
+	var pub bytes.Buffer
+	pc := exec.Command(bin, "publish", "--user", "1001", "--title", "From the CLI", "--data", `{"k":1}`)
+	pc.Env = append(os.Environ(), env...)
+	pc.Stdout, pc.Stderr = &pub, &pub
+	if err := pc.Run(); err != nil || !strings.Contains(pub.String(), `"ids"`) {
+		t.Fatalf("tidings publish: %v %s", err, pub.String())
+	}
+	var pr struct{ IDs []string }
+	_ = json.Unmarshal(pub.Bytes(), &pr)
+	ids = append(ids, pr.IDs...)
 	var tok bytes.Buffer
 	tc := exec.Command(bin, "token", "--user", "1001")
 	tc.Env = append(os.Environ(), env...)
