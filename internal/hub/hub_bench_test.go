@@ -18,24 +18,29 @@ func (s countSink) Close(int, string)         {}
 // BenchmarkFanout10k publishes to one channel with 10,000 subscribers and
 // waits until every subscriber has the frame: ns/op is the cost of one
 // broadcast; deliveries/s is reported.
-func BenchmarkFanout10k(b *testing.B) {
+func BenchmarkFanout10k(b *testing.B) { benchFanout(b, KindWS) }
+
+// BenchmarkFanout10kSSE is the same load for Server-Sent Events
+// subscribers: the SSE encoding instead of the WebSocket frame.
+func BenchmarkFanout10kSSE(b *testing.B) { benchFanout(b, KindSSE) }
+
+func benchFanout(b *testing.B, kind Kind) {
 	const subs = 10000
 	h := New(Options{})
 	h.Start()
 	defer h.Stop()
 	var n atomic.Int64
 	for i := 0; i < subs; i++ {
-		c := h.Attach(KindWS, countSink{&n})
+		c := h.Attach(kind, countSink{&n})
 		if _, err := h.Subscribe(c, "broadcast"); err != nil {
 			b.Fatal(err)
 		}
 	}
-	m := &tidings.Message{Channel: "broadcast", Event: "tick", Data: json.RawMessage(`{"n":1}`)}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		want := n.Load() + subs
-		h.Publish(m)
+		h.Publish(&tidings.Message{Channel: "broadcast", Event: "tick", ID: "1", Seq: 1, Data: json.RawMessage(`{"n":1}`)})
 		for n.Load() < want {
 		}
 	}

@@ -127,7 +127,11 @@ func (w *worker) process(batch []job) {
 		n += uint64(len(c.pending))
 		_ = c.sink.Write(c.pending) // a failed write closes the connection in the transport
 		clear(c.pending)
-		c.pending = nil // an idle connection keeps no buffer
+		if cap(c.pending) > 4 {
+			c.pending = nil // a burst's list is not kept
+		} else {
+			c.pending = c.pending[:0] // at most 4 slots (96 bytes) kept
+		}
 	}
 	clear(w.touched)
 	w.touched = w.touched[:0]
