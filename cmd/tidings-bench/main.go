@@ -1,195 +1,399 @@
 // Command tidings-bench measures a running Tidings server from outside,
-// over loopback (docs/BENCHMARKS.md).
+// over loopback (docs/BENCHMARKS.md). Each scenario prints one JSON line,
+// then a table, and exits non-zero when the run failed.
 //
-//	tidings-bench idle --url ws://127.0.0.1:8080/v1/ws --pid PID --secret S --n 15000
+//	tidings-bench idle      --pid PID --secret S --n 15000
+//	tidings-bench broadcast --pid PID --secret S --api-key K --n 15000 --publishes 20 --rate 1
+//	tidings-bench personal  --pid PID --secret S --api-key K --n 2000 --rate 2000 --duration 10s
+//	tidings-bench storm     --pid PID --secret S --n 10000
 //
 // idle: opens N authenticated WebSocket connections (one user each, token
 // minted with the server's HS256 secret), then reports connects/s and the
 // server's resident memory per connection, read from /proc/PID/status.
 // The client keeps no goroutine and no buffer per connection, so it costs
 // little and measures the server, not itself.
+//
+// broadcast: N connections subscribe to one channel; M events are
+// published to it over HTTP at R per second; every delivery's latency is
+// measured from the send time carried in the event.
+//
+// personal: N connected users; notifications to random users over HTTP at
+// R per second for a duration; latency from send to WebSocket delivery.
+//
+// storm: opens N connections, closes them all, and reconnects them all as
+// fast as the dial concurrency allows.
+//
+// Shared flags: --url, --api, --api-key, --secret, --pid (optional except
+// for idle: without it the /proc figures are skipped), --c, --timeout.
+// Connections are read by a few epoll loops (--readers), not one goroutine
+// each.
 package main
 
 import (
-	"bufio"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tidings/tidings/internal/auth"
 )
 
+const usage = `usage: tidings-bench <scenario> [flags]
+
+scenarios:
+  idle       N idle connections: connects/s, server RSS per connection
+  broadcast  one channel, N subscribers, M publishes at R/s: deliveries/s, latency
+  personal   N users, notifications at R/s for a duration: latency, notifications/s
+  storm      N connections closed and reopened at once: reconnects/s
+
+Run "tidings-bench <scenario> -h" for a scenario's flags.`
+
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "idle" {
-		fmt.Fprintln(os.Stderr, "usage: tidings-bench idle --url ws://host:port/v1/ws --pid PID --secret S [--n N]")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
-	fs := flag.NewFlagSet("idle", flag.ExitOnError)
-	target := fs.String("url", "ws://127.0.0.1:8080/v1/ws", "WebSocket URL of the server")
-	pid := fs.Int("pid", 0, "server process id (for /proc figures)")
-	secret := fs.String("secret", "", "the server's HS256 JWT secret")
-	n := fs.Int("n", 10000, "connections")
-	conc := fs.Int("c", 64, "connections opened at once")
-	settle := fs.Duration("settle", 3*time.Second, "wait before reading memory")
-	_ = fs.Parse(os.Args[2:])
-	if *pid == 0 || *secret == "" {
-		fmt.Fprintln(os.Stderr, "idle: --pid and --secret are required")
+	raiseFileLimit()
+	var err error
+	switch os.Args[1] {
+	case "idle":
+		err = runIdle(os.Args[2:])
+	case "broadcast":
+		err = runBroadcast(os.Args[2:])
+	case "personal":
+		err = runPersonal(os.Args[2:])
+	case "storm":
+		err = runStorm(os.Args[2:])
+	case "-h", "-help", "--help", "help":
+		fmt.Println(usage)
+		return
+	default:
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
-	res, err := idle(*target, *pid, []byte(*secret), *n, *conc, *settle)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "idle:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
 		os.Exit(1)
 	}
-	line, _ := json.Marshal(res)
-	fmt.Println(string(line))
-	fmt.Printf("\nconnections      %d\nconnects/s       %.0f\nserver RSS       %.1f MiB -> %.1f MiB\nRSS per conn     %.2f KiB\n",
-		res.Conns, res.ConnectsPerSec, float64(res.RSSBefore)/(1<<20), float64(res.RSSAfter)/(1<<20), res.KiBPerConn)
 }
 
-type idleResult struct {
-	Scenario       string  `json:"scenario"`
-	Conns          int     `json:"conns"`
-	ConnectsPerSec float64 `json:"connects_per_s"`
-	RSSBefore      int64   `json:"rss_before"`
-	RSSAfter       int64   `json:"rss_after"`
-	KiBPerConn     float64 `json:"kib_per_conn"`
-	Threads        int     `json:"server_threads"`
-}
+type usageError string
 
-func idle(target string, pid int, secret []byte, n, conc int, settle time.Duration) (idleResult, error) {
-	u, err := url.Parse(target)
-	if err != nil {
-		return idleResult{}, err
+func (e usageError) Error() string { return string(e) }
+
+// errFailed reports a run that completed but missed its mark; its figures
+// are already printed.
+var errFailed = errors.New("run failed (see the figures above)")
+
+// raiseFileLimit lifts the soft open-file limit to the hard one: every
+// connection is a descriptor.
+func raiseFileLimit() {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return
 	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	}
+}
+
+// checkFileLimit fails early when n connections cannot be open at once.
+func checkFileLimit(n int) error {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return nil
+	}
+	if uint64(n)+64 > rl.Cur {
+		return usageError(fmt.Sprintf("%d connections need more descriptors than the open-file limit (%d); lower --n or raise ulimit -n", n, rl.Cur))
+	}
+	return nil
+}
+
+// watchdog ends the process when a run outlives limit, whatever it waits
+// on.
+func watchdog(limit time.Duration) {
+	time.AfterFunc(limit, func() {
+		fmt.Fprintf(os.Stderr, "%s: run exceeded %v; giving up\n", os.Args[1], limit.Round(time.Second))
+		os.Exit(1)
+	})
+}
+
+// common are the flags every scenario has.
+type common struct {
+	rawURL  string
+	api     string
+	apiKey  string
+	secret  string
+	pid     int
+	conc    int
+	timeout time.Duration
+	readers int
+
+	u *url.URL
+}
+
+func newFlags(name string, defaultN int) (*flag.FlagSet, *common, *int) {
+	fs := flag.NewFlagSet(name, flag.ExitOnError)
+	c := &common{}
+	fs.StringVar(&c.rawURL, "url", "ws://127.0.0.1:8080/v1/ws", "WebSocket URL of the server")
+	fs.StringVar(&c.api, "api", "", "HTTP base URL of the server's API (default: derived from --url)")
+	fs.StringVar(&c.apiKey, "api-key", "", "a publisher API key of the server")
+	fs.StringVar(&c.secret, "secret", "", "the server's HS256 JWT secret (user tokens are minted with it)")
+	fs.IntVar(&c.pid, "pid", 0, "server process id, for the /proc figures (optional)")
+	fs.IntVar(&c.conc, "c", 64, "connections opened at once")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on each wait (dial, handshake, replies, last deliveries)")
+	fs.IntVar(&c.readers, "readers", runtime.NumCPU(), "epoll loops reading the connections")
+	n := fs.Int("n", defaultN, "connections")
+	return fs, c, n
+}
+
+// finish checks the shared flags after parsing.
+func (c *common) finish(n int, needAPIKey bool) error {
+	u, err := url.Parse(c.rawURL)
+	if err != nil {
+		return usageError("--url: " + err.Error())
+	}
+	if u.Scheme != "ws" {
+		return usageError("--url: only ws:// is supported")
+	}
+	if u.Host == "" {
+		return usageError("--url: no host")
+	}
+	c.u = u
+	if c.api == "" {
+		c.api = "http://" + u.Host + strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1/ws")
+	}
+	c.api = strings.TrimSuffix(c.api, "/")
+	switch {
+	case c.secret == "":
+		return usageError("--secret is required")
+	case needAPIKey && c.apiKey == "":
+		return usageError("--api-key is required")
+	case n <= 0:
+		return usageError("--n must be positive")
+	case c.conc <= 0:
+		return usageError("--c must be positive")
+	case c.timeout <= 0:
+		return usageError("--timeout must be positive")
+	case c.readers <= 0:
+		return usageError("--readers must be positive")
+	}
+	return checkFileLimit(n)
+}
+
+// mintTokens makes one token per user bench-0 … bench-(n-1).
+func mintTokens(secret string, n int) ([]string, error) {
 	tokens := make([]string, n)
 	for i := range tokens {
-		if tokens[i], err = auth.MintHS256(secret, "bench-"+strconv.Itoa(i), time.Hour, nil); err != nil {
-			return idleResult{}, err
+		t, err := auth.MintHS256([]byte(secret), "bench-"+strconv.Itoa(i), 2*time.Hour, nil)
+		if err != nil {
+			return nil, err
+		}
+		tokens[i] = t
+	}
+	return tokens, nil
+}
+
+// dialResult is the outcome of opening many connections.
+type dialResult struct {
+	conns    []*wsConn // nil where a dial failed
+	ok       int
+	elapsed  time.Duration
+	latency  []int64 // nanoseconds per successful connect (dial + handshake)
+	errs     int
+	firstErr error
+	errKinds map[string]int
+}
+
+func (d *dialResult) perSecond() float64 {
+	if d.elapsed <= 0 {
+		return 0
+	}
+	return float64(d.ok) / d.elapsed.Seconds()
+}
+
+// closeAll closes every open connection.
+func (d *dialResult) closeAll() {
+	for _, c := range d.conns {
+		if c != nil {
+			_ = c.Close()
 		}
 	}
-	before, _, err := procStatus(pid)
-	if err != nil {
-		return idleResult{}, err
-	}
-	conns := make([]net.Conn, n)
+}
+
+// dialAll opens one connection per token, conc at a time. then (optional)
+// runs on each new connection in its dialing goroutine. With keepGoing,
+// failures are counted and dialing goes on; otherwise the first failure
+// stops it.
+func dialAll(cm *common, tokens []string, keepGoing bool, then func(c *wsConn) error) *dialResult {
+	n := len(tokens)
+	res := &dialResult{conns: make([]*wsConn, n), errKinds: map[string]int{}}
+	lat := make([]int64, n)
 	var next atomic.Int64
-	var firstErr error
+	var failed atomic.Bool
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	fail := func(i int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		res.errs++
+		res.errKinds[errKind(err)]++
+		if res.firstErr == nil {
+			res.firstErr = fmt.Errorf("connection %d: %w", i, err)
+		}
+		if !keepGoing {
+			failed.Store(true)
+		}
+	}
 	start := time.Now()
-	for w := 0; w < conc; w++ {
+	for w := 0; w < min(cm.conc, n); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
+			for !failed.Load() {
 				i := int(next.Add(1)) - 1
 				if i >= n {
 					return
 				}
-				c, err := dialWS(u, tokens[i])
+				t0 := time.Now()
+				c, err := dialWS(cm.u, tokens[i], cm.timeout)
 				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("connection %d: %w", i, err)
-					}
-					mu.Unlock()
-					return
+					fail(i, err)
+					continue
 				}
-				conns[i] = c
+				lat[i] = int64(time.Since(t0))
+				c.idx = i
+				res.conns[i] = c
+				if then != nil {
+					if err := then(c); err != nil {
+						fail(i, err)
+					}
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
+	res.elapsed = time.Since(start)
+	for i, c := range res.conns {
+		if c != nil {
+			res.ok++
+			res.latency = append(res.latency, lat[i])
 		}
-	}()
-	if firstErr != nil {
-		return idleResult{}, firstErr
 	}
-	time.Sleep(settle)
-	after, threads, err := procStatus(pid)
-	if err != nil {
-		return idleResult{}, err
-	}
-	return idleResult{Scenario: "idle", Conns: n, ConnectsPerSec: float64(n) / elapsed.Seconds(),
-		RSSBefore: before, RSSAfter: after, KiBPerConn: float64(after-before) / 1024 / float64(n), Threads: threads}, nil
+	return res
 }
 
-// dialWS performs the opening handshake and returns the raw connection.
-func dialWS(u *url.URL, token string) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", u.Host, 10*time.Second)
-	if err != nil {
-		return nil, err
+// errKind groups dial errors for the report.
+func errKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "no local port"
+	case errors.Is(err, syscall.EMFILE):
+		return "too many open files"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case strings.HasPrefix(err.Error(), "handshake refused"):
+		return err.Error()
 	}
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	req := "GET " + u.Path + "?token=" + url.QueryEscape(token) + " HTTP/1.1\r\nHost: " + u.Host +
-		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " +
-		base64.StdEncoding.EncodeToString(key[:]) + "\r\n\r\n"
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write([]byte(req)); err != nil {
-		c.Close()
-		return nil, err
-	}
-	br := bufio.NewReaderSize(c, 512)
-	status, err := br.ReadString('\n')
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	if !strings.Contains(status, " 101 ") {
-		c.Close()
-		return nil, errors.New("handshake refused: " + strings.TrimSpace(status))
-	}
+	return "other"
+}
+
+// waitFor polls cond every 10 ms until it holds or timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
 	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			c.Close()
-			return nil, err
+		if cond() {
+			return true
 		}
-		if line == "\r\n" {
-			break
+		if time.Now().After(deadline) {
+			return false
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	_ = c.SetDeadline(time.Time{})
-	return c, nil
 }
 
-// procStatus reads VmRSS (bytes) and Threads of a process.
-func procStatus(pid int) (rss int64, threads int, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// apiClient posts to the server's HTTP API over kept-alive connections.
+type apiClient struct {
+	base string
+	key  string
+	hc   *http.Client
+}
+
+func newAPIClient(cm *common, conns int) *apiClient {
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: cm.timeout}).DialContext,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+	}
+	return &apiClient{base: cm.api, key: cm.apiKey, hc: &http.Client{Transport: tr, Timeout: cm.timeout}}
+}
+
+// post sends body to path and returns the status (and, on a status other
+// than want, the start of the answer).
+func (a *apiClient) post(ctx context.Context, path string, body []byte, want int) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, strings.NewReader(string(body)))
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		switch f[0] {
-		case "VmRSS:":
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			rss = kb * 1024
-		case "Threads:":
-			threads, _ = strconv.Atoi(f[1])
-		}
+	req.Header.Set("Authorization", "Bearer "+a.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return 0, err
 	}
-	return rss, threads, nil
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		return resp.StatusCode, fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, nil
+}
+
+func (a *apiClient) close() { a.hc.CloseIdleConnections() }
+
+// serverFigures are read from /proc when --pid is given.
+type serverFigures struct {
+	RSSMiB  float64 `json:"server_rss_mib,omitempty"`
+	Threads int     `json:"server_threads,omitempty"`
+}
+
+func readServerFigures(pid int) serverFigures {
+	if pid == 0 {
+		return serverFigures{}
+	}
+	rss, th, err := procStatus(pid)
+	if err != nil {
+		return serverFigures{}
+	}
+	return serverFigures{RSSMiB: round3(float64(rss) / (1 << 20)), Threads: th}
 }

@@ -360,12 +360,16 @@ func (h *Hub) Online(user string) bool {
 
 // Sweep closes connections silent for longer than idle (no frame, no pong)
 // and queues a ping to the others; kindPing says which kinds get one and
-// what bytes. The transports call it from one ticker.
+// what bytes. The transports call it from one ticker. Server-Sent Events
+// clients never send anything, so their connections are not checked for
+// idleness (a dead one is found when a write fails).
 func (h *Hub) Sweep(now time.Time, idle time.Duration, ping map[Kind][]byte) (closed int) {
 	limit := now.Add(-idle).UnixNano()
 	for _, w := range h.workers {
 		for _, c := range w.snapshot() {
-			if c.lastSeen.Load() < limit {
+			// Only WebSocket peers talk back; SSE streams and waiting
+			// polls are ended by a failed write or their own timeout.
+			if c.Kind == KindWS && c.lastSeen.Load() < limit {
 				closed++
 				c.sink.Close(1001, "idle timeout")
 				continue

@@ -17,11 +17,15 @@ import "github.com/tidings/tidings"
 // before the resume) arrives once. That rule is exact because messages of
 // one channel are published in Seq order (tidings.Message).
 
-// seen is the highest Seq delivered on one channel of a connection.
+// seen tracks what one channel delivered to a connection. Messages of a
+// channel are published in Seq order, so what a connection received live
+// is the contiguous range [first, seq] (it may have joined mid-stream, so
+// first need not be 1); after a resume, everything up to seq.
 type seen struct {
 	ch      string
-	seq     int64
-	resumed bool // drop frames with Seq <= seq
+	first   int64 // first Seq delivered live (0: none yet)
+	seq     int64 // highest Seq delivered
+	resumed bool  // everything up to seq was delivered: drop Seq <= seq
 }
 
 // held is a channel whose live frames wait for a release.
@@ -34,8 +38,11 @@ type held struct {
 // load runs on the caller's goroutine; its messages must be in Seq order
 // (a gap notice first, with Seq 0, when part of the history is gone).
 // reply, when not nil, is sent right after the subscription is in place,
-// before the replay. It reports whether the subscription is new.
-func (h *Hub) Resume(c *Conn, channel string, reply []byte, load func() ([]*tidings.Message, error)) (bool, error) {
+// before the replay. after is the client's cursor: nothing at or below it
+// is delivered, unless the replay shows the channel's numbering started
+// again (a message with a Seq at or below after). It reports whether the
+// subscription is new.
+func (h *Hub) Resume(c *Conn, channel string, after int64, reply []byte, load func() ([]*tidings.Message, error)) (bool, error) {
 	c.w.enqueue(job{conn: c, hold: channel})
 	added, err := h.Subscribe(c, channel)
 	if err != nil {
@@ -46,12 +53,13 @@ func (h *Hub) Resume(c *Conn, channel string, reply []byte, load func() ([]*tidi
 		h.Send(c, reply)
 	}
 	replay, err := load()
-	c.w.enqueue(job{conn: c, release: &release{ch: channel, replay: replay}})
+	c.w.enqueue(job{conn: c, release: &release{ch: channel, after: after, replay: replay}})
 	return added, err
 }
 
 type release struct {
 	ch     string
+	after  int64
 	replay []*tidings.Message
 }
 
@@ -87,6 +95,9 @@ func (w *worker) deliver(c *Conn, f *Frame) {
 		if e.resumed && s <= e.seq {
 			return
 		}
+		if e.first == 0 {
+			e.first = s
+		}
 		if s > e.seq {
 			e.seq = s
 		}
@@ -98,9 +109,11 @@ func (w *worker) hold(c *Conn, ch string) {
 	if c.heldFor(ch) == nil {
 		c.held = append(c.held, held{ch: ch})
 	}
-	c.seenFor(ch).resumed = true
 }
 
+// release sends the replay, then the held frames, each Seq at most once:
+// nothing at or below the client's cursor, nothing it already got live,
+// and from then on only Seqs above the highest delivered.
 func (w *worker) release(c *Conn, r *release) {
 	var frames []*Frame
 	for i := range c.held {
@@ -113,10 +126,43 @@ func (w *worker) release(c *Conn, r *release) {
 	if len(c.held) == 0 {
 		c.held = nil
 	}
+	e := c.seenFor(r.ch)
+	// What the connection already has live: [lo, hi].
+	var lo, hi int64
+	if e.resumed {
+		lo, hi = 1, e.seq
+	} else if e.first > 0 {
+		lo, hi = e.first, e.seq
+	}
+	// The client has everything up to its cursor, unless the replay shows
+	// the channel's numbering started again (a restart).
+	floor := r.after
 	for _, m := range r.replay {
-		w.deliver(c, NewFrame(m))
+		if m.Seq > 0 && m.Seq <= r.after {
+			floor = 0
+			break
+		}
 	}
+	top := max(floor, hi)
+	for _, m := range r.replay {
+		if s := m.Seq; s > 0 {
+			if s <= floor || (lo > 0 && s >= lo && s <= hi) {
+				continue
+			}
+			top = max(top, s)
+		}
+		w.push(c, NewFrame(m).Bytes(c.Kind))
+	}
+	// Held frames came after the replay was read, in Seq order: anything
+	// not above what is now delivered is a copy.
 	for _, f := range frames {
-		w.deliver(c, f)
+		if s := f.Msg.Seq; s > 0 {
+			if s <= top {
+				continue
+			}
+			top = s
+		}
+		w.push(c, f.Bytes(c.Kind))
 	}
+	e.seq, e.first, e.resumed = top, 0, true
 }

@@ -59,6 +59,7 @@ type Server struct {
 	log      *slog.Logger
 	count    atomic.Int64
 	draining atomic.Bool
+	gate     gate
 }
 
 // New makes a server; Start starts its poller.
@@ -90,13 +91,13 @@ func New(opt Options) *Server {
 	u.OnMessage(s.onMessage)
 	u.OnClose(s.onClose)
 	u.SetPingHandler(func(c *websocket.Conn, data string) {
-		if ss, ok := c.Session().(*session); ok {
+		if ss := s.gate.session(c); ss != nil {
 			ss.hc.Touch()
 		}
 		_ = c.WriteMessage(websocket.PongMessage, []byte(data))
 	})
 	u.SetPongHandler(func(c *websocket.Conn, _ string) {
-		if ss, ok := c.Session().(*session); ok {
+		if ss := s.gate.session(c); ss != nil {
 			ss.hc.Touch()
 		}
 	})
@@ -152,12 +153,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ss := &session{s: s, wsc: wsc, nbc: nbc}
 	ss.hc = s.opt.Hub.Attach(hub.KindWS, ss)
 	s.count.Add(1)
-	wsc.SetSession(ss)
+	// Bind before the session is visible to frame handlers: a frame sent
+	// right after the 101 then finds the connection authenticated.
+	var bindErr error
 	if id != nil {
-		if err := ss.bind(*id); err != nil {
-			ss.send(errReply(nil, err))
-			ss.Close(1008, tidings.ErrorOf(err).Msg)
-		}
+		bindErr = ss.bind(*id)
+	}
+	wsc.SetSession(ss)
+	s.gate.open(wsc)
+	if bindErr != nil {
+		ss.send(errReply(nil, bindErr))
+		ss.Close(1008, tidings.ErrorOf(bindErr).Msg)
 	}
 }
 
@@ -169,8 +175,8 @@ func (s *Server) token(r *http.Request) string {
 }
 
 func (s *Server) onClose(c *websocket.Conn, _ error) {
-	ss, ok := c.Session().(*session)
-	if !ok {
+	ss := s.gate.session(c)
+	if ss == nil {
 		return
 	}
 	ss.closeOnce.Do(func() {
@@ -180,8 +186,8 @@ func (s *Server) onClose(c *websocket.Conn, _ error) {
 }
 
 func (s *Server) onMessage(c *websocket.Conn, mt websocket.MessageType, data []byte) {
-	ss, ok := c.SessionWithLock().(*session)
-	if !ok {
+	ss := s.gate.session(c)
+	if ss == nil {
 		return
 	}
 	ss.hc.Touch()
@@ -362,7 +368,7 @@ func (ss *session) subscribe(ctx context.Context, id tidings.Identity, f *Client
 	}
 	// With since: the reply, then what was missed, then live; no gap, no
 	// duplicate (hub.Resume).
-	_, err = h.Resume(ss.hc, ch, hub.WSText(okReply(f.Ref)), func() ([]*tidings.Message, error) {
+	_, err = h.Resume(ss.hc, ch, after, hub.WSText(okReply(f.Ref)), func() ([]*tidings.Message, error) {
 		return ss.s.opt.Inbox.Replay(ctx, ch, after)
 	})
 	if err != nil {

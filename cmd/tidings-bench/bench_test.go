@@ -1,0 +1,370 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestFrameMaskRoundTrip(t *testing.T) {
+	for _, n := range []int{0, 1, 3, 125, 126, 127, 4000, 65535, 65536, 70000} {
+		payload := make([]byte, n)
+		for i := range payload {
+			payload[i] = byte(i*7 + 3)
+		}
+		key := [4]byte{0x12, 0x34, 0x56, 0x78}
+		f := maskedFrame(opText, payload, key)
+		if f[0] != 0x81 {
+			t.Fatalf("n=%d: first byte %#x, want FIN|text", n, f[0])
+		}
+		if f[1]&0x80 == 0 {
+			t.Fatalf("n=%d: mask bit not set", n)
+		}
+		// The wire bytes are masked: not the payload itself.
+		if n > 4 && bytes.Contains(f, payload) {
+			t.Fatalf("n=%d: payload appears unmasked", n)
+		}
+		var got [][]byte
+		used, err := parseFrames(f, func(op byte, fin bool, p []byte) {
+			if op != opText || !fin {
+				t.Fatalf("n=%d: op %d fin %v", n, op, fin)
+			}
+			got = append(got, append([]byte(nil), p...))
+		})
+		if err != nil || used != len(f) || len(got) != 1 || !bytes.Equal(got[0], payload) {
+			t.Fatalf("n=%d: used %d of %d, err %v, frames %d, equal %v", n, used, len(f), err, len(got),
+				len(got) == 1 && bytes.Equal(got[0], payload))
+		}
+	}
+}
+
+func TestMaskIsItsOwnInverse(t *testing.T) {
+	key := [4]byte{1, 2, 3, 4}
+	p := []byte("hello, tidings")
+	q := append([]byte(nil), p...)
+	mask(q, key)
+	if bytes.Equal(p, q) {
+		t.Fatal("masking changed nothing")
+	}
+	mask(q, key)
+	if !bytes.Equal(p, q) {
+		t.Fatalf("got %q", q)
+	}
+}
+
+// serverFrame is an unmasked frame, as the server sends.
+func serverFrame(op byte, p []byte) []byte {
+	b := []byte{0x80 | op}
+	switch n := len(p); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = append(b, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, p...)
+}
+
+func TestParseFramesSplit(t *testing.T) {
+	var stream []byte
+	want := []string{`{"result":true}`, "", string(bytes.Repeat([]byte("x"), 300)), `{"event":"tick"}`}
+	for _, w := range want {
+		stream = append(stream, serverFrame(opText, []byte(w))...)
+	}
+	stream = append(stream, serverFrame(opPing, nil)...)
+	// Feed the stream cut at every point: frames come out whole, once.
+	for cut := 0; cut <= len(stream); cut++ {
+		var got []string
+		pings := 0
+		fn := func(op byte, fin bool, p []byte) {
+			switch op {
+			case opText:
+				got = append(got, string(p))
+			case opPing:
+				pings++
+			}
+		}
+		used, err := parseFrames(stream[:cut], fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest := append(append([]byte(nil), stream[used:cut]...), stream[cut:]...)
+		used2, err := parseFrames(rest, fn)
+		if err != nil || used2 != len(rest) {
+			t.Fatalf("cut %d: used %d of %d, err %v", cut, used2, len(rest), err)
+		}
+		if !slices.Equal(got, want) || pings != 1 {
+			t.Fatalf("cut %d: got %d frames, %d pings", cut, len(got), pings)
+		}
+	}
+}
+
+func TestParseFramesRefuses(t *testing.T) {
+	if _, err := parseFrames([]byte{0xC1, 0}, func(byte, bool, []byte) {}); err == nil {
+		t.Fatal("reserved bit accepted")
+	}
+	huge := []byte{0x81, 127, 0, 0, 0, 0, 0x10, 0, 0, 0}
+	if _, err := parseFrames(huge, func(byte, bool, []byte) {}); err == nil {
+		t.Fatal("256 MiB frame accepted")
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	v := make([]int64, 100)
+	for i := range v {
+		v[i] = int64(i + 1) // 1..100
+	}
+	for _, c := range []struct {
+		p    float64
+		want int64
+	}{{50, 50}, {95, 95}, {99, 99}, {100, 100}, {0.1, 1}, {1, 1}} {
+		if got := percentile(v, c.p); got != c.want {
+			t.Errorf("p%v = %d, want %d", c.p, got, c.want)
+		}
+	}
+	if got := percentile(nil, 50); got != 0 {
+		t.Errorf("empty: %d", got)
+	}
+	if got := percentile([]int64{7}, 99); got != 7 {
+		t.Errorf("one value: %d", got)
+	}
+	// Nearest rank on 10 values: p95 is the 10th, p50 the 5th.
+	ten := []int64{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}
+	if percentile(ten, 95) != 100 || percentile(ten, 50) != 50 {
+		t.Errorf("ten: p95 %d p50 %d", percentile(ten, 95), percentile(ten, 50))
+	}
+	l := summarise([]int64{3e6, 1e6, 2e6})
+	if l.P50 != 2 || l.Max != 3 {
+		t.Errorf("summarise: %+v", l)
+	}
+}
+
+func TestFindInt(t *testing.T) {
+	now := int64(1795000000123456789)
+	broadcast := []byte(fmt.Sprintf(`{"event":"tick","channel":"bench:all","data":{"t":%d,"n":17}}`, now))
+	if v, ok := findInt(broadcast, keyT); !ok || v != now {
+		t.Fatalf("t: %d %v", v, ok)
+	}
+	if v, ok := findInt(broadcast, keyN); !ok || v != 17 {
+		t.Fatalf("n: %d %v", v, ok)
+	}
+	notification := []byte(fmt.Sprintf(`{"event":"notification","channel":"user:bench-3","id":"9","data":{"id":"01M84WWD154RWCTY1AMFMTMBQP","seq":9,"user":"bench-3","type":"message","title":"x","body":"","url":"","data":{"t":%d},"group":"","created_at":"2026-11-23T19:07:18.437Z","read_at":null,"expires_at":null}}`, now))
+	if v, ok := findInt(notification, keyT); !ok || v != now {
+		t.Fatalf("notification t: %d %v", v, ok)
+	}
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{`{"t": 42}`, 42, true},
+		{`{"t":-5}`, -5, true},
+		{`{"t":0}`, 0, true},
+		{`{"t":"42"}`, 0, false},
+		{`{"t":}`, 0, false},
+		{`{"at":1}`, 0, false},
+		{`{"result":true}`, 0, false},
+		{`{"t":9223372036854775807}`, math.MaxInt64, true},
+		{`{"t":9223372036854775808}`, 0, false},
+		{`{"t":12`, 12, true},
+	} {
+		v, ok := findInt([]byte(c.in), keyT)
+		if v != c.want || ok != c.ok {
+			t.Errorf("%s: got %d %v, want %d %v", c.in, v, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestParseStatTicks(t *testing.T) {
+	// A command name with a space and a parenthesis, as the kernel allows.
+	stat := "4242 (tid ings) x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 1520 371 0 0 20 0 9 0 8800 1300000000 15000 18446744073709551615 1 1 0 0 0 0 0 0 2143420159 0 0 0 17 1 0 0 0 0 0\n"
+	u, s, err := parseStatTicks([]byte(stat))
+	if err != nil || u != 1520 || s != 371 {
+		t.Fatalf("utime %d stime %d err %v", u, s, err)
+	}
+	if _, _, err := parseStatTicks([]byte("4242 (x) S 1 2")); err == nil {
+		t.Fatal("short stat accepted")
+	}
+	if _, _, err := parseStatTicks([]byte("garbage")); err == nil {
+		t.Fatal("no command name accepted")
+	}
+}
+
+func TestProcSelf(t *testing.T) {
+	// This process's own figures: present and sane.
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Skip("no /proc here:", err)
+	}
+	u, s, err := parseStatTicks(b)
+	if err != nil || u < 0 || s < 0 {
+		t.Fatalf("self: utime %d stime %d err %v", u, s, err)
+	}
+	if ticks, err := cpuTicks(os.Getpid()); err != nil || ticks < u+s {
+		t.Fatalf("cpuTicks: %d %v (stat said %d)", ticks, err, u+s)
+	}
+	if hz := clockTicks(); hz <= 0 || hz > 10000 {
+		t.Fatalf("clock ticks %d", hz)
+	}
+	if n, err := fdCount(os.Getpid()); err != nil || n < 3 {
+		t.Fatalf("fdCount: %d %v", n, err)
+	}
+}
+
+func TestParseAuxv(t *testing.T) {
+	var b []byte
+	for _, kv := range [][2]uint64{{6, 4096}, {atClkTck, 250}, {0, 0}} {
+		b = binary.NativeEndian.AppendUint64(b, kv[0])
+		b = binary.NativeEndian.AppendUint64(b, kv[1])
+	}
+	if v, ok := parseAuxvClkTck(b); !ok || v != 250 {
+		t.Fatalf("got %d %v", v, ok)
+	}
+	if _, ok := parseAuxvClkTck(b[16*2:]); ok {
+		t.Fatal("found past AT_NULL")
+	}
+}
+
+func TestParseProcStatBusy(t *testing.T) {
+	stat := "cpu  140297 157 63651 300229 2387 10 3074 5 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"
+	busy, err := parseProcStatBusy([]byte(stat))
+	if want := int64(140297 + 157 + 63651 + 10 + 3074 + 5); err != nil || busy != want {
+		t.Fatalf("busy %d err %v, want %d", busy, err, want)
+	}
+	if _, err := parseProcStatBusy([]byte("intr 1 2 3\n")); err == nil {
+		t.Fatal("no cpu line accepted")
+	}
+}
+
+func TestBroadcastSinkCountsOnce(t *testing.T) {
+	var acks atomic.Int64
+	s := &bcastSink{m: 70, acks: &acks, maxLat: make([]int64, 70), count: make([]int64, 70)}
+	c := &wsConn{}
+	frame := func(n int, sent int64) []byte {
+		return []byte(fmt.Sprintf(`{"event":"tick","channel":"bench:all","data":{"t":%d,"n":%d}}`, sent, n))
+	}
+	s.text(c, []byte(`{"result":true}`), 0)
+	s.text(c, []byte(`{"result":true}`), 0) // a second answer to a resent subscribe
+	s.text(c, frame(65, 100), 150)
+	s.text(c, frame(3, 100), 130) // published concurrently, fanned out after 65
+	s.text(c, frame(65, 100), 160)
+	s.text(c, []byte(`{"code":1,"msg":"not authenticated: send auth first"}`), 0)
+	if acks.Load() != 1 || s.got.Load() != 2 || s.dups != 1 || s.reordered != 1 || s.errs.Load() != 1 {
+		t.Fatalf("acks %d got %d dups %d reordered %d errs %d", acks.Load(), s.got.Load(), s.dups, s.reordered, s.errs.Load())
+	}
+	if s.maxLat[65] != 50 || s.count[3] != 1 || s.lastRecv != 150 {
+		t.Fatalf("maxLat %d count %d lastRecv %d", s.maxLat[65], s.count[3], s.lastRecv)
+	}
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	texts []string
+}
+
+func (r *recorder) text(_ *wsConn, p []byte, _ int64) {
+	r.mu.Lock()
+	r.texts = append(r.texts, string(p))
+	r.mu.Unlock()
+}
+
+func (r *recorder) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.texts)
+}
+
+// A loopback peer speaking the server side: the reader takes a frame that
+// came with the handshake answer, answers a ping, joins a frame split
+// across writes, and sees the close.
+func TestDialAndRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Skip("no loopback:", err)
+	}
+	defer ln.Close()
+	pong := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		// The answer and a first frame in one write.
+		_, _ = c.Write(append([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+			serverFrame(opText, []byte(`{"result":true}`))...))
+		_, _ = c.Write(serverFrame(opPing, []byte("hi")))
+		var hdr [8]byte // pong: 2 header bytes, 4 key bytes, 2 payload bytes
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			pong <- nil
+			return
+		}
+		pong <- hdr[:]
+		f := serverFrame(opText, []byte(`{"event":"tick","data":{"t":5,"n":0}}`))
+		_, _ = c.Write(f[:7])
+		time.Sleep(20 * time.Millisecond)
+		_, _ = c.Write(f[7:])
+		_, _ = c.Write(serverFrame(opClose, []byte{0x03, 0xe8, 'b', 'y', 'e'}))
+		time.Sleep(100 * time.Millisecond)
+	}()
+	u, _ := url.Parse("ws://" + ln.Addr().String() + "/v1/ws")
+	c, err := dialWS(u, "token", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rec := &recorder{}
+	rd, err := newReaders(1, 1, newClock(), func(int) textHandler { return rec })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.close()
+	if err := rd.add(c); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-pong:
+		if p == nil || p[0] != 0x80|opPong || p[1] != 0x80|2 {
+			t.Fatalf("pong frame % x", p)
+		}
+		payload := append([]byte(nil), p[6:8]...)
+		mask(payload, [4]byte(p[2:6]))
+		if string(payload) != "hi" {
+			t.Fatalf("pong payload %q", payload)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong")
+	}
+	if !waitFor(5*time.Second, func() bool { return rd.closes.Load() == 1 }) {
+		t.Fatal("close not seen")
+	}
+	want := []string{`{"result":true}`, `{"event":"tick","data":{"t":5,"n":0}}`}
+	if got := rec.got(); !slices.Equal(got, want) {
+		t.Fatalf("texts %q", got)
+	}
+	if end := rd.firstEndText(); end != `close 1000 "bye"` {
+		t.Fatalf("end %q", end)
+	}
+}

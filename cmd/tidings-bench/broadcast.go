@@ -1,0 +1,386 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	keyT      = []byte(`"t":`)
+	keyN      = []byte(`"n":`)
+	ackPrefix = []byte(`{"result":true`)
+	errPrefix = []byte(`{"code":`)
+)
+
+type broadcastResult struct {
+	Scenario         string    `json:"scenario"`
+	Conns            int       `json:"conns"`
+	Channel          string    `json:"channel"`
+	Publishes        int       `json:"publishes"`
+	Rate             float64   `json:"rate"`
+	ConnectsPerSec   float64   `json:"connects_per_s"`
+	SubscribeRetries int       `json:"subscribe_retries"`
+	SubscribeErrors  int64     `json:"subscribe_error_replies"`
+	PublishErrors    int       `json:"publish_errors"`
+	Expected         int64     `json:"expected"`
+	Deliveries       int64     `json:"deliveries"`
+	Completeness     float64   `json:"completeness"`
+	DeliveriesPerSec float64   `json:"deliveries_per_s"`
+	BurstPerSec      float64   `json:"burst_deliveries_per_s"`
+	Latency          latencies `json:"latency"`
+	Last             latencies `json:"last_delivery"`
+	PublishRTT       latencies `json:"publish_rtt"`
+	ServerCPUSeconds *float64  `json:"server_cpu_s,omitempty"`
+	ServerCPUPerDel  *float64  `json:"server_cpu_us_per_delivery,omitempty"`
+	ClientCPUPerDel  *float64  `json:"client_cpu_us_per_delivery,omitempty"`
+	Duplicates       int64     `json:"duplicates"`
+	Reordered        int64     `json:"reordered"`
+	ErrorReplies     int64     `json:"error_replies"`
+	OtherFrames      int64     `json:"other_frames"`
+	ServerCloses     int64     `json:"server_closes"`
+	BadFrames        int64     `json:"bad_frames"`
+	WindowS          float64   `json:"window_s"`
+	OtherCPUSec      *float64  `json:"other_cpu_s,omitempty"`
+	serverFigures
+}
+
+// bcastSink records the deliveries one read loop sees.
+type bcastSink struct {
+	m         int
+	acks      *atomic.Int64
+	got       atomic.Int64
+	errs      atomic.Int64
+	lat       []int64
+	maxLat    []int64 // per publication: its last delivery
+	count     []int64 // per publication
+	lastRecv  int64
+	dups      int64
+	reordered int64
+	other     int64
+	mu        sync.Mutex
+	firstErr  string
+}
+
+func (s *bcastSink) text(c *wsConn, p []byte, now int64) {
+	if bytes.HasPrefix(p, ackPrefix) {
+		if c.acked.CompareAndSwap(false, true) {
+			s.acks.Add(1)
+		}
+		return
+	}
+	t, ok := findInt(p, keyT)
+	if !ok {
+		if bytes.HasPrefix(p, errPrefix) {
+			if s.errs.Add(1) == 1 {
+				s.mu.Lock()
+				s.firstErr = string(p)
+				s.mu.Unlock()
+			}
+			return
+		}
+		s.other++
+		return
+	}
+	n64, ok := findInt(p, keyN)
+	if !ok || n64 < 0 || n64 >= int64(s.m) {
+		s.other++
+		return
+	}
+	n := int(n64)
+	// Concurrent publishes have no set order, so a connection's
+	// deliveries are checked against a bitmap, not a sequence.
+	if c.seen == nil {
+		c.seen = make([]uint64, (s.m+63)/64)
+	}
+	w, bit := n/64, uint64(1)<<(n%64)
+	if c.seen[w]&bit != 0 {
+		s.dups++
+		return
+	}
+	c.seen[w] |= bit
+	if n < c.next {
+		s.reordered++
+	}
+	c.next = max(c.next, n+1)
+	l := now - t
+	s.lat = append(s.lat, l)
+	s.maxLat[n] = max(s.maxLat[n], l)
+	s.count[n]++
+	s.lastRecv = max(s.lastRecv, now)
+	s.got.Add(1)
+}
+
+func runBroadcast(args []string) error {
+	fs, cm, n := newFlags("broadcast", 15000)
+	m := fs.Int("publishes", 20, "events published")
+	rate := fs.Float64("rate", 1, "publishes per second")
+	channel := fs.String("channel", "bench:all", "channel every connection subscribes to")
+	inflight := fs.Int("inflight", 16, "publish requests in flight at most")
+	_ = fs.Parse(args)
+	if err := cm.finish(*n, true); err != nil {
+		return err
+	}
+	if *m <= 0 || *rate <= 0 || *inflight <= 0 {
+		return usageError("--publishes, --rate and --inflight must be positive")
+	}
+	publishing := time.Duration(float64(*m-1) / *rate * float64(time.Second))
+	watchdog(dialBound(cm, *n) + 3*cm.timeout + publishing + 2*time.Minute)
+	res, err := broadcast(cm, *n, *m, *rate, *channel, *inflight)
+	if err != nil {
+		return err
+	}
+	emit(res, [][2]string{
+		{"connections", fmt.Sprintf("%d (%.0f connects/s)", res.Conns, res.ConnectsPerSec)},
+		{"subscribe", fmt.Sprintf("%d sent again (%d error replies)", res.SubscribeRetries, res.SubscribeErrors)},
+		{"publishes", fmt.Sprintf("%d at %g/s to %s (%d failed)", res.Publishes, res.Rate, res.Channel, res.PublishErrors)},
+		{"deliveries", fmt.Sprintf("%d of %d (%.4f)", res.Deliveries, res.Expected, res.Completeness)},
+		{"deliveries/s", fmt.Sprintf("%.0f (first publish to last delivery)", res.DeliveriesPerSec)},
+		{"burst/s", fmt.Sprintf("%.0f (one publish's deliveries / its last delivery, median)", res.BurstPerSec)},
+		{"publish→delivery", res.Latency.String()},
+		{"publish→last", res.Last.String()},
+		{"publish answer", res.PublishRTT.String()},
+		{"server CPU", optional(res.ServerCPUPerDel, "%.3f µs per delivery")},
+		{"client CPU", optional(res.ClientCPUPerDel, "%.3f µs per delivery")},
+		{"other load", otherLoad(res.OtherCPUSec, res.WindowS)},
+		{"server RSS", fmt.Sprintf("%.1f MiB, %d threads", res.RSSMiB, res.Threads)},
+		{"anomalies", fmt.Sprintf("%d duplicates, %d out of publish order, %d error replies, %d other frames, %d closed by server, %d bad frames",
+			res.Duplicates, res.Reordered, res.ErrorReplies, res.OtherFrames, res.ServerCloses, res.BadFrames)},
+	})
+	if res.Completeness < 1 || res.PublishErrors > 0 || res.Duplicates > 0 || res.ErrorReplies > 0 {
+		return errFailed
+	}
+	return nil
+}
+
+// dialBound is a generous bound on opening n connections.
+func dialBound(cm *common, n int) time.Duration {
+	return time.Duration(n)*5*time.Millisecond + cm.timeout
+}
+
+func broadcast(cm *common, n, m int, rate float64, channel string, inflight int) (*broadcastResult, error) {
+	tokens, err := mintTokens(cm.secret, n)
+	if err != nil {
+		return nil, err
+	}
+	clk := newClock()
+	var acks atomic.Int64
+	var sinks []*bcastSink
+	rd, err := newReaders(cm.readers, n, clk, func(int) textHandler {
+		s := &bcastSink{m: m, acks: &acks, maxLat: make([]int64, m), count: make([]int64, m),
+			lat: make([]int64, 0, n*m/cm.readers+1024)}
+		sinks = append(sinks, s)
+		return s
+	})
+	if err != nil {
+		return nil, err
+	}
+	readersOpen := true
+	stopReaders := func() {
+		if readersOpen {
+			rd.close()
+			readersOpen = false
+		}
+	}
+	defer stopReaders()
+
+	sub := []byte(`{"op":"subscribe","channel":` + strconv.Quote(channel) + `}`)
+	d := dialAll(cm, tokens, false, func(c *wsConn) error {
+		if err := rd.add(c); err != nil {
+			return err
+		}
+		return c.sendText(sub)
+	})
+	defer func() { stopReaders(); d.closeAll() }() // readers first: a closed descriptor may be reused
+	if d.firstErr != nil {
+		return nil, d.firstErr
+	}
+	errReplies := func() int64 {
+		var e int64
+		for _, s := range sinks {
+			e += s.errs.Load()
+		}
+		return e
+	}
+	// Every subscription answered. Those that were not (no answer, or an
+	// error answer) are sent again, up to twice: subscribing twice is a
+	// no-op for the server.
+	retries := 0
+	allAcked := func() bool { return acks.Load() == int64(n) }
+	for round := 0; ; round++ {
+		waitQuiet(cm.timeout, 2*time.Second, allAcked, func() int64 { return acks.Load() + errReplies() })
+		if allAcked() {
+			break
+		}
+		if round == 2 {
+			stopReaders()
+			return nil, fmt.Errorf("only %d of %d subscriptions answered after %d retries (%d error replies, first: %s; %d closed by the server, first: %s)",
+				acks.Load(), n, retries, errReplies(), firstErrText(sinks), rd.closes.Load(), rd.firstEndText())
+		}
+		again := 0
+		for _, c := range d.conns {
+			if !c.acked.Load() {
+				again++
+				if err := c.sendText(sub); err != nil {
+					return nil, fmt.Errorf("connection %d: resubscribe: %w", c.idx, err)
+				}
+			}
+		}
+		retries += again
+		fmt.Fprintf(os.Stderr, "broadcast: %d subscriptions not acknowledged (%d error replies so far, first: %s); sent them again\n",
+			again, errReplies(), firstErrText(sinks))
+	}
+	subErrs := errReplies()
+
+	// Publish M events at the rate; each carries its send time.
+	api := newAPIClient(cm, inflight)
+	defer api.close()
+	srvCPU, cliCPU := newCPUMeter(cm.pid), newCPUMeter(os.Getpid())
+	srvCPU.start()
+	cliCPU.start()
+	mach := newMachineMeter()
+	mach.start()
+	sem := make(chan struct{}, inflight)
+	rtt := make([]int64, m)
+	var pubErrs atomic.Int64
+	var firstPubErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	firstSend := clk.now()
+	period := time.Duration(float64(time.Second) / rate)
+	for i := 0; i < m; i++ {
+		if wait := time.Until(start.Add(time.Duration(i) * period)); wait > 0 {
+			time.Sleep(wait)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			t := clk.now()
+			body := fmt.Appendf(nil, `{"channel":%s,"event":"tick","data":{"t":%d,"n":%d}}`, strconv.Quote(channel), t, i)
+			_, err := api.post(context.Background(), "/v1/publish", body, 202)
+			rtt[i] = clk.now() - t
+			if err != nil {
+				if pubErrs.Add(1) == 1 {
+					firstPubErr.Store(err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if e := pubErrs.Load(); e > 0 {
+		fmt.Fprintf(os.Stderr, "broadcast: %d publishes failed, first: %v\n", e, firstPubErr.Load())
+	}
+	expected := int64(n) * int64(m-int(pubErrs.Load()))
+	got := func() int64 {
+		var g int64
+		for _, s := range sinks {
+			g += s.got.Load()
+		}
+		return g
+	}
+	waitQuiet(cm.timeout, 5*time.Second, func() bool { return got() >= expected }, got)
+	cpuS, cpuOK := srvCPU.seconds()
+	cliS, cliOK := cliCPU.seconds()
+	otherS, window := mach.others(cpuS, cpuOK, cliS, cliOK)
+	figs := readServerFigures(cm.pid)
+	stopReaders()
+
+	// Merge the loops' records.
+	res := &broadcastResult{Scenario: "broadcast", Conns: n, Channel: channel, Publishes: m, Rate: rate,
+		ConnectsPerSec: round3(d.perSecond()), SubscribeRetries: retries, PublishErrors: int(pubErrs.Load()),
+		Expected: int64(n) * int64(m), ServerCloses: rd.closes.Load(), BadFrames: rd.badFrames.Load(), WindowS: window, OtherCPUSec: otherS,
+		serverFigures: figs}
+	var all []int64
+	maxLat := make([]int64, m)
+	count := make([]int64, m)
+	var lastRecv int64
+	for _, s := range sinks {
+		all = append(all, s.lat...)
+		for i := range m {
+			maxLat[i] = max(maxLat[i], s.maxLat[i])
+			count[i] += s.count[i]
+		}
+		lastRecv = max(lastRecv, s.lastRecv)
+		res.Duplicates += s.dups
+		res.Reordered += s.reordered
+		res.OtherFrames += s.other
+		res.ErrorReplies += s.errs.Load()
+	}
+	res.SubscribeErrors = subErrs
+	res.ErrorReplies -= subErrs
+	res.Deliveries = int64(len(all))
+	res.Completeness = round3(float64(res.Deliveries) / float64(res.Expected))
+	if res.Deliveries < res.Expected && res.Completeness == 1 {
+		res.Completeness = 0.999
+	}
+	if lastRecv > firstSend {
+		res.DeliveriesPerSec = round3(float64(res.Deliveries) / (float64(lastRecv-firstSend) / 1e9))
+	}
+	res.Latency = summarise(all)
+	var lasts, bursts []int64
+	for i := range m {
+		if count[i] > 0 {
+			lasts = append(lasts, maxLat[i])
+			if maxLat[i] > 0 {
+				bursts = append(bursts, int64(float64(count[i])/(float64(maxLat[i])/1e9)))
+			}
+		}
+	}
+	res.Last = summarise(lasts)
+	if len(bursts) > 0 {
+		slices.Sort(bursts)
+		res.BurstPerSec = float64(percentile(bursts, 50))
+	}
+	res.PublishRTT = summarise(rtt)
+	if cpuOK {
+		v := round3(cpuS)
+		res.ServerCPUSeconds = &v
+	}
+	res.ServerCPUPerDel = perUnit(cpuS, cpuOK, res.Deliveries)
+	res.ClientCPUPerDel = perUnit(cliS, cliOK, res.Deliveries)
+	return res, nil
+}
+
+// waitQuiet waits until done holds, or progress has not moved for quiet,
+// or timeout passes.
+func waitQuiet(timeout, quiet time.Duration, done func() bool, progress func() int64) {
+	deadline := time.Now().Add(timeout)
+	last, lastMove := progress(), time.Now()
+	for !done() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		if p := progress(); p != last {
+			last, lastMove = p, time.Now()
+		} else if time.Since(lastMove) > quiet {
+			return
+		}
+	}
+}
+
+func firstErrText(sinks []*bcastSink) string {
+	for _, s := range sinks {
+		s.mu.Lock()
+		e := s.firstErr
+		s.mu.Unlock()
+		if e != "" {
+			return e
+		}
+	}
+	return "none"
+}
+
+func (r *readers) firstEndText() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.firstEnd == "" {
+		return "none"
+	}
+	return r.firstEnd
+}

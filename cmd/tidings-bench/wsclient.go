@@ -1,0 +1,475 @@
+package main
+
+// The client side of RFC 6455, as little of it as the scenarios need: the
+// opening handshake, masked text frames out, and a reader for what the
+// server sends (unmasked text frames, pings, close). Reading is done by a
+// few epoll loops over every connection's socket, not by one goroutine per
+// connection, so the client stays cheap next to the server it measures.
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Opcodes (RFC 6455, section 5.2).
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
+)
+
+// maxFramePayload bounds what the reader accepts from the server.
+const maxFramePayload = 1 << 20
+
+// wsConn is one client connection.
+type wsConn struct {
+	net.Conn
+	idx int // position in the scenario's connection list
+	fd  int // set when the connection is handed to a reader
+
+	// Owned by the reader loop the connection belongs to.
+	carry []byte // an incomplete frame (or bytes that came with the handshake)
+	dead  bool
+	next  int      // scenario state: one past the highest publication index seen
+	seen  []uint64 // scenario state: publication indexes seen
+
+	acked atomic.Bool // scenario state: the awaited reply has arrived
+}
+
+// sendText writes one masked text frame.
+func (c *wsConn) sendText(payload []byte) error {
+	_, err := c.Write(clientFrame(opText, payload))
+	return err
+}
+
+// clientFrame encodes one final client frame with a fresh masking key.
+func clientFrame(op byte, payload []byte) []byte {
+	var key [4]byte
+	binary.LittleEndian.PutUint32(key[:], mrand.Uint32())
+	return maskedFrame(op, payload, key)
+}
+
+// maskedFrame encodes one final frame masked with key (a client frame).
+func maskedFrame(op byte, payload []byte, key [4]byte) []byte {
+	n := len(payload)
+	var b []byte
+	switch {
+	case n < 126:
+		b = make([]byte, 2, 6+n)
+		b[1] = byte(n)
+	case n <= 0xffff:
+		b = make([]byte, 4, 8+n)
+		b[1] = 126
+		binary.BigEndian.PutUint16(b[2:], uint16(n))
+	default:
+		b = make([]byte, 10, 14+n)
+		b[1] = 127
+		binary.BigEndian.PutUint64(b[2:], uint64(n))
+	}
+	b[0] = 0x80 | op
+	b[1] |= 0x80
+	b = append(b, key[:]...)
+	start := len(b)
+	b = append(b, payload...)
+	mask(b[start:], key)
+	return b
+}
+
+// mask XORs p with the masking key, in place (masking and unmasking are
+// the same operation).
+func mask(p []byte, key [4]byte) {
+	for i := range p {
+		p[i] ^= key[i&3]
+	}
+}
+
+// errFrame is a frame the reader refuses.
+var errFrame = errors.New("bad frame from server")
+
+// parseFrames calls fn for every complete frame at the start of buf and
+// returns how many bytes those frames took. A masked frame is unmasked in
+// place. What is left past the returned count is an incomplete frame.
+func parseFrames(buf []byte, fn func(op byte, fin bool, payload []byte)) (int, error) {
+	off := 0
+	for {
+		b := buf[off:]
+		if len(b) < 2 {
+			return off, nil
+		}
+		fin := b[0]&0x80 != 0
+		op := b[0] & 0x0f
+		if b[0]&0x70 != 0 { // no extension was negotiated
+			return off, fmt.Errorf("%w: reserved bits set", errFrame)
+		}
+		masked := b[1]&0x80 != 0
+		n := uint64(b[1] & 0x7f)
+		h := 2
+		switch n {
+		case 126:
+			if len(b) < 4 {
+				return off, nil
+			}
+			n = uint64(binary.BigEndian.Uint16(b[2:]))
+			h = 4
+		case 127:
+			if len(b) < 10 {
+				return off, nil
+			}
+			n = binary.BigEndian.Uint64(b[2:])
+			h = 10
+		}
+		if n > maxFramePayload {
+			return off, fmt.Errorf("%w: payload of %d bytes", errFrame, n)
+		}
+		var key [4]byte
+		if masked {
+			if len(b) < h+4 {
+				return off, nil
+			}
+			copy(key[:], b[h:h+4])
+			h += 4
+		}
+		if uint64(len(b)-h) < n {
+			return off, nil
+		}
+		p := b[h : h+int(n)]
+		if masked {
+			mask(p, key)
+		}
+		fn(op, fin, p)
+		off += h + int(n)
+	}
+}
+
+// handshakeReaders are reused across dials: an idle connection keeps no
+// read buffer.
+var handshakeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1024) }}
+
+// dialWS connects and performs the opening handshake with token in the
+// query. Bytes the server sent right after its answer are kept in carry.
+func dialWS(u *url.URL, token string, timeout time.Duration) (*wsConn, error) {
+	c, err := net.DialTimeout("tcp", u.Host, timeout)
+	if err != nil {
+		return nil, err
+	}
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	q := "token=" + url.QueryEscape(token)
+	if u.RawQuery != "" {
+		q = u.RawQuery + "&" + q
+	}
+	req := "GET " + path + "?" + q + " HTTP/1.1\r\nHost: " + u.Host +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " +
+		base64.StdEncoding.EncodeToString(key[:]) + "\r\n\r\n"
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte(req)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	br := handshakeReaders.Get().(*bufio.Reader)
+	br.Reset(c)
+	defer func() { br.Reset(nil); handshakeReaders.Put(br) }()
+	status, err := br.ReadString('\n')
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	if !strings.Contains(status, " 101 ") {
+		c.Close()
+		return nil, errors.New("handshake refused: " + strings.TrimSpace(status))
+	}
+	for i := 0; ; i++ {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("handshake: %w", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+		if i > 100 {
+			c.Close()
+			return nil, errors.New("handshake: too many header lines")
+		}
+	}
+	_ = c.SetDeadline(time.Time{})
+	wc := &wsConn{Conn: c, fd: -1}
+	if n := br.Buffered(); n > 0 {
+		p, _ := br.Peek(n)
+		wc.carry = append([]byte(nil), p...)
+	}
+	return wc, nil
+}
+
+// connFD returns the socket's descriptor; it stays valid while c is open.
+func connFD(c net.Conn) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// textHandler receives the text frames of the connections of one reader
+// loop. It is called by that loop only (never concurrently), with now the
+// time of the read the frame came in.
+type textHandler interface {
+	text(c *wsConn, payload []byte, now int64)
+}
+
+// readers is a set of epoll loops reading every connection of a scenario.
+// Each loop's epoll descriptor is itself parked in Go's netpoller, so a
+// loop waits without a blocking system call (a thread blocked in
+// epoll_wait would keep the runtime's monitor busy taking its P back).
+type readers struct {
+	loops []*readLoop
+	conns []atomic.Pointer[wsConn]
+	clk   *clock
+	stop  atomic.Bool
+	wg    sync.WaitGroup
+
+	closes    atomic.Int64 // connections the server closed (close frame or EOF)
+	badFrames atomic.Int64
+	pings     atomic.Int64
+	mu        sync.Mutex
+	firstEnd  string // how the first closed connection ended
+}
+
+type readLoop struct {
+	r      *readers
+	epfd   int
+	file   *os.File // epfd, registered with the netpoller
+	h      textHandler
+	mu     sync.Mutex // held while frames are handled
+	buf    []byte
+	events []syscall.EpollEvent
+}
+
+// newReaders makes loops reading up to n connections; handler(i) is the
+// frame handler of loop i.
+func newReaders(loops, n int, clk *clock, handler func(i int) textHandler) (*readers, error) {
+	r := &readers{conns: make([]atomic.Pointer[wsConn], n), clk: clk}
+	for i := 0; i < loops; i++ {
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			r.closeLoops()
+			return nil, fmt.Errorf("epoll: %w", err)
+		}
+		if err := syscall.SetNonblock(fd, true); err != nil { // so that os.NewFile polls it
+			_ = syscall.Close(fd)
+			r.closeLoops()
+			return nil, fmt.Errorf("epoll: %w", err)
+		}
+		r.loops = append(r.loops, &readLoop{r: r, epfd: fd, file: os.NewFile(uintptr(fd), "epoll"), h: handler(i),
+			buf: make([]byte, 64<<10), events: make([]syscall.EpollEvent, 256)})
+	}
+	for _, l := range r.loops {
+		rc, err := l.file.SyscallConn()
+		if err != nil {
+			r.closeLoops()
+			return nil, fmt.Errorf("epoll: %w", err)
+		}
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); l.run(rc) }()
+	}
+	return r, nil
+}
+
+// add hands c (whose idx is set) to a loop.
+func (r *readers) add(c *wsConn) error {
+	fd, err := connFD(c.Conn)
+	if err != nil {
+		return err
+	}
+	c.fd = fd
+	l := r.loops[c.idx%len(r.loops)]
+	r.conns[c.idx].Store(c)
+	if len(c.carry) > 0 { // frames that came with the handshake answer
+		l.mu.Lock()
+		l.consume(c, nil, r.clk.now())
+		l.mu.Unlock()
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(c.idx)}
+	return syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev)
+}
+
+// close stops the loops; the connections stay open.
+func (r *readers) close() {
+	r.stop.Store(true)
+	for _, l := range r.loops {
+		_ = l.file.SetReadDeadline(time.Now()) // wakes a parked loop
+	}
+	r.wg.Wait()
+	r.closeLoops()
+}
+
+func (r *readers) closeLoops() {
+	for _, l := range r.loops {
+		_ = l.file.Close()
+	}
+}
+
+func (r *readers) noteEnd(how string) {
+	r.closes.Add(1)
+	r.mu.Lock()
+	if r.firstEnd == "" {
+		r.firstEnd = how
+	}
+	r.mu.Unlock()
+}
+
+// run takes every ready event without blocking; when none is left, the
+// netpoller parks the loop until the epoll descriptor is readable again.
+func (l *readLoop) run(rc syscall.RawConn) {
+	err := rc.Read(func(uintptr) bool {
+		for !l.r.stop.Load() {
+			n, err := syscall.EpollWait(l.epfd, l.events, 0)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				l.r.noteEnd("epoll_wait: " + err.Error())
+				return true
+			}
+			if n == 0 {
+				return false // park until more is ready
+			}
+			now := l.r.clk.now()
+			l.mu.Lock()
+			for _, ev := range l.events[:n] {
+				c := l.r.conns[ev.Fd].Load()
+				if c == nil || c.dead {
+					continue
+				}
+				l.read(c, now)
+			}
+			l.mu.Unlock()
+		}
+		return true
+	})
+	if err != nil && !l.r.stop.Load() {
+		l.r.noteEnd("epoll loop: " + err.Error())
+	}
+}
+
+// read takes what the socket has (one read; level-triggered epoll brings
+// the connection back when more is waiting).
+func (l *readLoop) read(c *wsConn, now int64) {
+	n, err := syscall.Read(c.fd, l.buf)
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		return
+	}
+	if n <= 0 || err != nil {
+		how := "connection closed by the server"
+		if err != nil {
+			how = "read: " + err.Error()
+		}
+		l.drop(c, how)
+		return
+	}
+	l.consume(c, l.buf[:n], now)
+}
+
+// consume parses c's carried bytes followed by data.
+func (l *readLoop) consume(c *wsConn, data []byte, now int64) {
+	if len(c.carry) > 0 {
+		c.carry = append(c.carry, data...)
+		data = c.carry
+	}
+	used, err := parseFrames(data, func(op byte, fin bool, p []byte) {
+		if c.dead {
+			return
+		}
+		switch op {
+		case opText:
+			if !fin {
+				l.r.badFrames.Add(1) // the server never fragments
+				return
+			}
+			l.h.text(c, p, now)
+		case opPing:
+			l.r.pings.Add(1)
+			_, _ = c.Write(clientFrame(opPong, p))
+		case opPong:
+		case opClose:
+			how := "close frame"
+			if len(p) >= 2 {
+				how = fmt.Sprintf("close %d %q", binary.BigEndian.Uint16(p), p[2:])
+			}
+			l.drop(c, how)
+		default: // binary, continuation
+			l.r.badFrames.Add(1)
+		}
+	})
+	if err != nil {
+		l.r.badFrames.Add(1)
+		l.drop(c, err.Error())
+	}
+	if c.dead {
+		c.carry = nil
+		return
+	}
+	rest := data[used:]
+	switch {
+	case len(rest) == 0:
+		c.carry = nil
+	case len(c.carry) > 0: // data is c.carry
+		c.carry = c.carry[:copy(c.carry, rest)]
+	default:
+		c.carry = append([]byte(nil), rest...)
+	}
+}
+
+func (l *readLoop) drop(c *wsConn, how string) {
+	if c.dead {
+		return
+	}
+	c.dead = true
+	c.carry = nil
+	if c.fd >= 0 {
+		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	}
+	l.r.noteEnd(how)
+}
+
+// clock gives wall-clock nanoseconds that advance with the monotonic
+// clock, so a clock step during a run does not distort latencies.
+type clock struct {
+	base      time.Time
+	baseNanos int64
+}
+
+func newClock() *clock {
+	t := time.Now()
+	return &clock{base: t, baseNanos: t.UnixNano()}
+}
+
+func (k *clock) now() int64 { return k.baseNanos + int64(time.Since(k.base)) }
