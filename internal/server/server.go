@@ -28,6 +28,8 @@ import (
 	"github.com/tidings/tidings/internal/hub"
 	"github.com/tidings/tidings/internal/inbox"
 	"github.com/tidings/tidings/internal/store/sqlitestore"
+	"github.com/tidings/tidings/internal/transport/poll"
+	"github.com/tidings/tidings/internal/transport/sse"
 	"github.com/tidings/tidings/internal/transport/ws"
 	"github.com/tidings/tidings/web"
 )
@@ -44,6 +46,8 @@ type Server struct {
 	auth   *auth.Authenticator
 	hub    *hub.Hub
 	ws     *ws.Server
+	sse    *sse.Server
+	poll   *poll.Server
 	inbox  *inbox.Service
 	api    *httpapi.API
 
@@ -106,6 +110,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		Hub: s.hub, Auth: s.auth, Rules: rules, Inbox: s.inbox, Token: userToken,
 		CheckOrigin: originChecker(cfg.AllowedOrigins), MaxFrameBytes: cfg.MaxFrameBytes, Logger: log,
 	})
+	s.sse = sse.New(sse.Options{Hub: s.hub, Auth: s.auth, Rules: rules, Inbox: s.inbox, Token: userToken,
+		CheckOrigin: originChecker(cfg.AllowedOrigins), MaxSubscriptions: cfg.MaxSubscriptions, Logger: log})
 
 	static, err := fs.Sub(web.Static, "static")
 	if err != nil {
@@ -129,6 +135,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		Static: http.FileServerFS(static), StaticFiles: staticFiles(static),
 	})
 	s.api.Handle("GET "+cfg.Path(cfg.WSPath), s.ws)
+	s.api.Handle("GET "+cfg.Path(cfg.SSEPath), s.sse)
+	s.poll = poll.New(poll.Options{Hub: s.hub, Auth: s.auth, Rules: rules, Inbox: s.inbox, Token: userToken,
+		TimeoutMax: cfg.PollTimeoutMax, MaxChannels: cfg.MaxSubscriptions, Logger: log})
+	s.api.Handle("GET "+cfg.Path(cfg.PollPath), s.poll)
 	return s, nil
 }
 
@@ -226,6 +236,13 @@ func (s *Server) Run(ctx context.Context) error {
 		stopBroker()
 		return fmt.Errorf("start websocket poller: %w", err)
 	}
+	if err := s.sse.Start(); err != nil {
+		s.ws.Stop()
+		stopPub()
+		<-pubDone
+		stopBroker()
+		return fmt.Errorf("start sse poller: %w", err)
+	}
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); s.sweep(sweepCtx) }()
@@ -245,7 +262,10 @@ func (s *Server) Run(ctx context.Context) error {
 	// requests in flight, then close the back ends.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	s.ws.Drain(5*time.Second, func(d time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(d))) })
+	jitter := func(d time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(d))) }
+	s.ws.Drain(5*time.Second, jitter)
+	s.sse.Drain(5*time.Second, jitter)
+	s.poll.Drain() // waiting polls answer now
 	_ = s.httpSrv.Shutdown(shutdownCtx)
 	stopPub() // publishes what is committed but not yet published
 	<-pubDone
@@ -253,6 +273,7 @@ func (s *Server) Run(ctx context.Context) error {
 	<-sweepDone
 	s.hub.Stop()
 	s.ws.Stop()
+	s.sse.Stop()
 	stopBroker()
 	<-brokerDone
 	s.Close()
@@ -288,7 +309,7 @@ func (s *Server) sweep(ctx context.Context) {
 		case now := <-t.C:
 			var ping map[hub.Kind][]byte
 			if now.Sub(lastPing) >= s.cfg.PingInterval-every/2 {
-				ping = map[hub.Kind][]byte{hub.KindWS: hub.WSPing}
+				ping = map[hub.Kind][]byte{hub.KindWS: hub.WSPing, hub.KindSSE: sse.KeepAlive, hub.KindSSEMulti: sse.KeepAlive}
 				lastPing = now
 			}
 			if n := s.hub.Sweep(now, s.cfg.IdleTimeout, ping); n > 0 {
@@ -303,11 +324,11 @@ func (s *Server) ready(ctx context.Context) error { return s.store.Ping(ctx) }
 // Stats is GET /v1/admin/stats.
 func (s *Server) Stats() any {
 	hs := s.hub.Stats()
-	wsN := s.ws.Count()
+	wsN, sseN := s.ws.Count(), s.sse.Count()
 	return map[string]any{
 		"node":         s.node,
 		"uptime_s":     int64(time.Since(s.started).Seconds()),
-		"connections":  map[string]int64{"total": hs.Connections, "ws": wsN, "sse": 0, "poll": 0},
+		"connections":  map[string]int64{"total": hs.Connections, "ws": wsN, "sse": sseN, "poll": s.poll.Count()},
 		"users_online": hs.Users,
 		"channels":     hs.Channels,
 		"goroutines":   runtime.NumGoroutine(),
