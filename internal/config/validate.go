@@ -217,6 +217,9 @@ func (c *Config) validateNamespaces(p *problems) {
 		if name+":" == tidings.PersonalPrefix && ns.Policy != "" {
 			p.add(key, "personal channels are always owner-only; their policy cannot be set")
 		}
+		if name+":" == tidings.PersonalPrefix && (ns.HistorySize != 0 || ns.HistoryTTL != 0) {
+			p.add(key, "personal channels resume from the stored inbox; history cannot be set")
+		}
 		if ns.HistorySize < 0 {
 			p.add(key, "history_size must not be negative")
 		}

@@ -63,7 +63,6 @@ func TestValidateAccepts(t *testing.T) {
 	c.SubscribeWebhookURL = "https://app.example.com/subscribe"
 	c.Namespaces["chat"] = Namespace{Policy: "webhook", HistorySize: 100, HistoryTTL: time.Hour}
 	c.Namespaces[""] = Namespace{Policy: "deny"}
-	c.Namespaces["user"] = Namespace{HistorySize: 10} // history, no policy
 	c.PathPrefix = "/websocket"
 	c.JWTPublicKey = writeFile(t, "key.pem", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
 	if p := problemsOf(t, &c); p != nil {
@@ -134,5 +133,14 @@ ingest:
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+func TestPersonalNamespaceHasNoHistory(t *testing.T) {
+	c := Defaults()
+	c.Namespaces = map[string]Namespace{"user": {HistorySize: 10}}
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "history cannot be set") {
+		t.Fatalf("Validate: %v", err)
 	}
 }

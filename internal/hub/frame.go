@@ -128,8 +128,11 @@ func EncodeSSE(m *tidings.Message, id string) []byte {
 		b.WriteString(m.Event)
 		b.WriteByte('\n')
 	}
+	// A line break of any kind (CRLF, CR, LF) ends an SSE line: each
+	// becomes a new data line, so no text is cut off.
 	data := string(m.Data)
 	data = strings.ReplaceAll(data, "\r\n", "\n")
+	data = strings.ReplaceAll(data, "\r", "\n")
 	for _, line := range strings.Split(data, "\n") {
 		b.WriteString("data: ")
 		b.WriteString(line)

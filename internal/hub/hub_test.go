@@ -223,6 +223,10 @@ func TestSSEEncoding(t *testing.T) {
 	if got := string(EncodeSSE(raw, "")); got != "data: a\ndata: b\n\n" {
 		t.Fatalf("raw: %q", got)
 	}
+	cr := &tidings.Message{Channel: "c", Data: json.RawMessage("a\rb\r\nc"), Raw: true}
+	if got := string(EncodeSSE(cr, "")); got != "data: a\ndata: b\ndata: c\n\n" {
+		t.Fatalf("raw with CR: %q", got)
+	}
 }
 
 func TestWSFrameLengths(t *testing.T) {

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strconv"
 	"sync"
 	"testing"
@@ -22,12 +23,13 @@ func seqOf(t *testing.T, frame map[string]any) int {
 	return n
 }
 
-// Resubscribing with since while notifications are being published: every
-// sequence number exactly once, in increasing order.
+// A client reconnects with its cursor (since=0 in the upgrade) while
+// notifications are being published: every sequence number exactly once,
+// in increasing order.
 func TestResumeWhilePublishing(t *testing.T) {
 	n := startNode(t)
 	const total = 200
-	early := n.connect("alice") // live from the start: the reference
+	early := n.connect("alice") // live from the start: tells when to reconnect
 	early.call(map[string]any{"op": "ping"})
 
 	var wg sync.WaitGroup
@@ -42,53 +44,81 @@ func TestResumeWhilePublishing(t *testing.T) {
 	for p := 0; p < 4; p++ {
 		go publish(p*total/4, (p+1)*total/4)
 	}
-
-	// Wait until some have been published, then a second connection that
-	// was live for a while resubscribes from 0 mid-stream.
-	late := n.connect("alice")
 	for seen := 0; seen < 30; {
 		if seqOf(t, early.readJSON()) > 0 {
 			seen++
 		}
 	}
-	late.send(map[string]any{"op": "subscribe", "channel": "@user", "since": 0, "ref": "r"})
-
-	got := []int{}
-	gotReply := false
-	for len(got) < total {
-		f := late.readJSON()
-		if f["ref"] == "r" {
-			if f["result"] != true {
-				t.Fatalf("subscribe since: %v", f)
-			}
-			gotReply = true
-			continue
+	late, _, err := n.dial("since=0&token="+url.QueryEscape(n.token("alice")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readSeqs(t, late, total)
+	wg.Wait()
+	for i, s := range got {
+		if s != i+1 {
+			t.Fatalf("position %d: seq %d (want %d): %v", i, s, i+1, got)
 		}
+	}
+	expectNoMoreSeqs(t, n, late)
+}
+
+// A connection that was live for a while resubscribes from 0 mid-stream:
+// it gets every sequence number exactly once (those it missed before it
+// went live come after the ones it already had).
+func TestResubscribeWhilePublishing(t *testing.T) {
+	n := startNode(t)
+	const total = 120
+	c := n.connect("alice")
+	c.call(map[string]any{"op": "ping"})
+	var wg sync.WaitGroup
+	wg.Add(3)
+	for p := 0; p < 3; p++ {
+		go func(from, to int) {
+			defer wg.Done()
+			for i := from; i < to; i++ {
+				n.notify([]string{"alice"}, nil)
+			}
+		}(p*total/3, (p+1)*total/3)
+	}
+	count := map[int]int{}
+	for len(count) < 20 {
+		if s := seqOf(t, c.readJSON()); s > 0 {
+			count[s]++
+		}
+	}
+	c.send(map[string]any{"op": "subscribe", "channel": "@user", "since": 0})
+	for len(count) < total {
+		f := c.readJSON()
 		if s := seqOf(t, f); s > 0 {
-			got = append(got, s)
+			if count[s]++; count[s] > 1 {
+				t.Fatalf("seq %d twice", s)
+			}
 		}
 	}
 	wg.Wait()
-	if !gotReply {
-		t.Fatal("no reply to subscribe")
-	}
-	// Live delivery before the resume plus the replay plus live after it:
-	// each seq once, increasing. (The connection also received some seqs
-	// live before it resubscribed; those are not repeated.)
-	for i, s := range got {
-		if i > 0 && s <= got[i-1] {
-			t.Fatalf("seq %d after %d (position %d): %v", s, got[i-1], i, got)
+	expectNoMoreSeqs(t, n, c)
+}
+
+func readSeqs(t *testing.T, c *wsClient, total int) []int {
+	t.Helper()
+	var got []int
+	for len(got) < total {
+		if s := seqOf(t, c.readJSON()); s > 0 {
+			got = append(got, s)
 		}
 	}
-	if got[0] != 1 || got[len(got)-1] != total {
-		t.Fatalf("first %d last %d, want 1 and %d", got[0], got[len(got)-1], total)
-	}
-	// Nothing more: the next frame is a marker.
+	return got
+}
+
+// expectNoMoreSeqs: the next frame after a marker is the marker itself.
+func expectNoMoreSeqs(t *testing.T, n *node, c *wsClient) {
+	t.Helper()
 	n.do("POST", "/v1/mesh/publish", testAPIKey, map[string]string{"c": "user:alice", "d": "marker"})
 	for {
-		f := late.read()
+		f := c.read()
 		if f == "marker" {
-			break
+			return
 		}
 		var m map[string]any
 		_ = json.Unmarshal([]byte(f), &m)

@@ -91,6 +91,7 @@ import (
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/internal/hub"
+	"github.com/tidings/tidings/internal/transport/netpoll"
 )
 
 // KeepAlive is the comment sent to every stream each ping interval, so
@@ -161,11 +162,7 @@ func New(opt Options) *Server {
 		ReadBufferSize:     4 << 10, // one per poller; what is read is dropped
 		MaxWriteBufferSize: opt.MaxWriteBytes,
 	})
-	s.engine.OnData(func(c *nbio.Conn, _ []byte) {
-		if p, ok := c.Session().(*probe); ok {
-			p.data()
-		}
-	})
+	s.engine.OnData(netpoll.Dispatch) // SSE sessions ignore what clients send
 	s.engine.OnClose(func(c *nbio.Conn, _ error) {
 		if ss, ok := c.Session().(*session); ok {
 			ss.finish()
@@ -195,7 +192,7 @@ func (s *Server) Start() error {
 	if err := s.engine.Start(); err != nil {
 		return err
 	}
-	if err := s.waitPollers(5 * time.Second); err != nil {
+	if err := netpoll.WaitStarted(s.engine, 5*time.Second); err != nil {
 		s.log.Warn("sse: could not check that the poller runs; stopping right away may hang", "err", err)
 	}
 	return nil

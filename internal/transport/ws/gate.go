@@ -19,13 +19,16 @@ type gate struct {
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // session returns c's session, waiting (bounded) while ServeHTTP sets it.
+// It reads the session under the connection's lock (SessionWithLock, which
+// does not block in this mode): SetSession takes the same lock, so the
+// session's fields written before it are visible here.
 func (g *gate) session(c *websocket.Conn) *session {
-	if ss, ok := c.Session().(*session); ok {
+	if ss, ok := c.SessionWithLock().(*session); ok {
 		return ss
 	}
 	v, _ := g.m.LoadOrStore(c, make(chan struct{}))
 	ch := v.(chan struct{})
-	if ss, ok := c.Session().(*session); ok {
+	if ss, ok := c.SessionWithLock().(*session); ok {
 		g.m.CompareAndDelete(c, ch)
 		return ss
 	}
@@ -34,7 +37,7 @@ func (g *gate) session(c *websocket.Conn) *session {
 	case <-time.After(5 * time.Second):
 	}
 	g.m.CompareAndDelete(c, ch)
-	ss, _ := c.Session().(*session)
+	ss, _ := c.SessionWithLock().(*session)
 	return ss
 }
 

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/internal/hub"
 	"github.com/tidings/tidings/internal/inbox"
+	"github.com/tidings/tidings/internal/transport/netpoll"
 )
 
 // Authenticator turns a token into an identity.
@@ -107,7 +109,18 @@ func New(opt Options) *Server {
 
 // Start starts the poller goroutines (no listener: connections arrive
 // through ServeHTTP).
-func (s *Server) Start() error { return s.engine.Start() }
+//
+// An engine stopped before its pollers run never stops (a flaw of the
+// poller library), so Start returns only once they run.
+func (s *Server) Start() error {
+	if err := s.engine.Start(); err != nil {
+		return err
+	}
+	if err := netpoll.WaitStarted(s.engine.Engine, 5*time.Second); err != nil {
+		s.log.Warn("websocket: could not check that the poller runs; stopping right away may hang", "err", err)
+	}
+	return nil
+}
 
 // Stop closes every connection and the poller.
 func (s *Server) Stop() { s.engine.Stop() }
@@ -129,6 +142,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.opt.CheckOrigin != nil && !s.opt.CheckOrigin(r) {
 		writeHTTPError(w, tidings.Errorf(tidings.CodeForbidden, "origin not allowed"))
 		return
+	}
+	var since *int64
+	if v := r.URL.Query().Get("since"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeHTTPError(w, tidings.Errorf(tidings.CodeBadRequest, "since: %q is not a cursor", v))
+			return
+		}
+		since = &n
 	}
 	var id *tidings.Identity
 	if tok := s.token(r); tok != "" {
@@ -157,7 +179,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// right after the 101 then finds the connection authenticated.
 	var bindErr error
 	if id != nil {
-		bindErr = ss.bind(*id)
+		bindErr = ss.bind(*id, since)
 	}
 	wsc.SetSession(ss)
 	s.gate.open(wsc)
@@ -266,7 +288,10 @@ func (ss *session) identity() *tidings.Identity {
 
 // bind makes the connection the user's: it then receives the user's
 // personal channel without subscribing (PRODUCT.md).
-func (ss *session) bind(id tidings.Identity) error {
+// With since (the upgrade's since query), the personal channel starts
+// with the replay of what came after that cursor, so a reconnecting
+// client gets everything once and in order.
+func (ss *session) bind(id tidings.Identity, since *int64) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.id != nil && ss.id.User != id.User {
@@ -276,7 +301,18 @@ func (ss *session) bind(id tidings.Identity) error {
 	if err := h.Authenticate(ss.hc, id.User); err != nil {
 		return err
 	}
-	if _, err := h.Subscribe(ss.hc, tidings.PersonalChannel(id.User)); err != nil {
+	personal := tidings.PersonalChannel(id.User)
+	var err error
+	if since != nil {
+		_, err = h.Resume(ss.hc, personal, *since, nil, func() ([]*tidings.Message, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), ss.s.opt.OpTimeout)
+			defer cancel()
+			return ss.s.opt.Inbox.Replay(ctx, personal, *since)
+		})
+	} else {
+		_, err = h.Subscribe(ss.hc, personal)
+	}
+	if err != nil {
 		return err
 	}
 	ss.id = &id // only now: a refused auth leaves the connection unauthenticated
@@ -333,7 +369,15 @@ func (ss *session) auth(ctx context.Context, f *ClientFrame) []byte {
 	if err != nil {
 		return errReply(f.Ref, err)
 	}
-	if err := ss.bind(id); err != nil {
+	after, resume, err := f.SinceSeq()
+	if err != nil {
+		return errReply(f.Ref, err)
+	}
+	var since *int64
+	if resume {
+		since = &after
+	}
+	if err := ss.bind(id, since); err != nil {
 		return errReply(f.Ref, err)
 	}
 	return okReply(f.Ref)

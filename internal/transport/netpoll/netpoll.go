@@ -1,4 +1,6 @@
-package sse
+// Package netpoll holds what the epoll-driven transports (WebSocket, SSE)
+// share about the poller library they run on.
+package netpoll
 
 import (
 	"errors"
@@ -11,13 +13,39 @@ import (
 	"github.com/lesismal/nbio"
 )
 
-// probe is the session of a connection waitPollers uses.
+// probe is the session of a connection WaitStarted uses.
 type probe struct {
 	armed atomic.Bool // stored before the poller sees the connection
 	got   chan struct{}
 }
 
-func (p *probe) data() {
+// Parse is how the HTTP engine hands a connection's bytes to its session
+// (and how Dispatch does); for a probe, any byte proves the loop runs.
+func (p *probe) Parse([]byte) error {
+	p.data(nil, nil)
+	return nil
+}
+
+// UnderlayerConn and CloseAndClean complete the HTTP engine's session
+// interface; a probe has nothing to clean.
+func (p *probe) UnderlayerConn() net.Conn { return nil }
+
+// CloseAndClean is called when the probe connection closes.
+func (p *probe) CloseAndClean(error) {}
+
+// Parser is a connection session that takes the bytes the poller reads.
+type Parser interface{ Parse(data []byte) error }
+
+// Dispatch is an engine-level data handler that hands bytes to the
+// connection's session when it is a Parser (the probes of WaitStarted
+// included).
+func Dispatch(c *nbio.Conn, data []byte) {
+	if p, ok := c.Session().(Parser); ok {
+		_ = p.Parse(data)
+	}
+}
+
+func (p *probe) data(*nbio.Conn, []byte) {
 	if p.armed.Load() {
 		select {
 		case p.got <- struct{}{}:
@@ -26,19 +54,19 @@ func (p *probe) data() {
 	}
 }
 
-// waitPollers returns once every poller goroutine of the engine runs its
-// event loop. An nbio poller clears its stop flag when its goroutine
+// WaitStarted returns once every poller goroutine of the engine runs its
+// event loop; call it right after Start. An nbio poller clears its stop flag when its goroutine
 // begins, so an engine stopped before that point never stops: its Stop
 // waits forever. A node stopped right after it started (a failed start,
 // tests) would hang. One loopback connection per poller, with a byte for
 // the poller to read, proves its loop is running.
-func (s *Server) waitPollers(timeout time.Duration) error {
+func WaitStarted(e *nbio.Engine, timeout time.Duration) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	n := s.engine.NPoller
+	n := e.NPoller
 	seen := make([]bool, n)
 	deadline := time.Now().Add(timeout)
 	// nbio picks a connection's poller by its descriptor number. What is
@@ -63,7 +91,7 @@ func (s *Server) waitPollers(timeout time.Duration) error {
 			return err
 		}
 		open = append(open, client)
-		nbc, err := s.probeConn(ln, client, seen, deadline)
+		nbc, err := probeConn(e, ln, client, seen, deadline)
 		if nbc != nil {
 			probes = append(probes, nbc)
 		}
@@ -87,7 +115,7 @@ func (s *Server) waitPollers(timeout time.Duration) error {
 
 // probeConn accepts client's connection and, when its poller is not yet
 // seen, puts it on the poller and waits for the poller to read a byte.
-func (s *Server) probeConn(ln net.Listener, client net.Conn, seen []bool, deadline time.Time) (*nbio.Conn, error) {
+func probeConn(e *nbio.Engine, ln net.Listener, client net.Conn, seen []bool, deadline time.Time) (*nbio.Conn, error) {
 	server, err := ln.Accept()
 	if err != nil {
 		return nil, err
@@ -103,8 +131,9 @@ func (s *Server) probeConn(ln net.Listener, client net.Conn, seen []bool, deadli
 	}
 	p := &probe{got: make(chan struct{}, 1)}
 	nbc.SetSession(p)
+	nbc.OnData(p.data) // the HTTP engine calls the connection's own handler
 	p.armed.Store(true)
-	if _, err := s.engine.AddConn(nbc); err != nil {
+	if _, err := e.AddConn(nbc); err != nil {
 		return nil, err
 	}
 	if _, err := client.Write([]byte{0}); err != nil {
