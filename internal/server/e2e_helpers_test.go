@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,7 +50,7 @@ func startNode(t testing.TB, mutate ...func(*config.Config)) *node {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		log = slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := New(ctx, &cfg, log)
@@ -84,10 +85,24 @@ func startNode(t testing.TB, mutate ...func(*config.Config)) *node {
 	return n
 }
 
-type testWriter struct{ t testing.TB }
+// testWriter logs to the test while it runs. The poller library keeps one
+// global logger (the first server's), so lines may come after the test
+// ended; those are dropped instead of failing the run.
+type testWriter struct {
+	t    testing.TB
+	done *atomic.Bool
+}
+
+func newTestWriter(t testing.TB) testWriter {
+	w := testWriter{t: t, done: new(atomic.Bool)}
+	t.Cleanup(func() { w.done.Store(true) })
+	return w
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
+	if !w.done.Load() {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
 	return len(p), nil
 }
 
