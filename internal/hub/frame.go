@@ -16,7 +16,7 @@ type Kind uint8
 const (
 	KindWS       Kind = iota // WebSocket text frames
 	KindSSE                  // Server-Sent Events, id: <cursor>
-	KindSSEMulti             // Server-Sent Events of a multi-channel stream, id: <channel>@<cursor>
+	KindSSEMulti             // Server-Sent Events of a multi-channel stream: the id line is per connection
 	KindJSON                 // the server event as JSON, no framing (long-poll)
 )
 
@@ -47,13 +47,9 @@ func (f *Frame) Bytes(kind Kind) []byte {
 		f.sseOnce.Do(func() { f.sse = EncodeSSE(f.Msg, f.Msg.ID) })
 		return f.sse
 	case KindSSEMulti:
-		f.multiOnce.Do(func() {
-			id := ""
-			if f.Msg.ID != "" {
-				id = f.Msg.Channel + "@" + f.Msg.ID
-			}
-			f.multi = EncodeSSE(f.Msg, id)
-		})
+		// Without the id line: the worker writes one per connection, the
+		// cursor of all its channels (Conn.cursorLine).
+		f.multiOnce.Do(func() { f.multi = EncodeSSE(f.Msg, "") })
 		return f.multi
 	case KindJSON:
 		f.jsonOnce.Do(func() { f.json = JSONEvent(f.Msg) })

@@ -102,7 +102,27 @@ func (w *worker) deliver(c *Conn, f *Frame) {
 			e.seq = s
 		}
 	}
+	w.emit(c, f)
+}
+
+// emit appends f's bytes for c. A multi-channel SSE stream gets, before
+// each event with a cursor, an id line of its own: the cursor of all its
+// channels, so its Last-Event-ID resumes every one of them.
+func (w *worker) emit(c *Conn, f *Frame) {
+	if c.Kind == KindSSEMulti && f.Msg.Seq > 0 {
+		w.push(c, c.cursorLine())
+	}
 	w.push(c, f.Bytes(c.Kind))
+}
+
+// cursorLine is "id: <opaque cursor>\n" of every channel c has a
+// position on.
+func (c *Conn) cursorLine() []byte {
+	m := make(map[string]int64, len(c.seen))
+	for _, e := range c.seen {
+		m[e.ch] = e.seq
+	}
+	return []byte("id: " + tidings.EncodeCursor(m) + "\n")
 }
 
 func (w *worker) hold(c *Conn, ch string) {
@@ -144,14 +164,16 @@ func (w *worker) release(c *Conn, r *release) {
 		}
 	}
 	top := max(floor, hi)
+	e.seq = top // the position cursor lines report from here on
 	for _, m := range r.replay {
 		if s := m.Seq; s > 0 {
 			if s <= floor || (lo > 0 && s >= lo && s <= hi) {
 				continue
 			}
 			top = max(top, s)
+			e.seq = top
 		}
-		w.push(c, NewFrame(m).Bytes(c.Kind))
+		w.emit(c, NewFrame(m))
 	}
 	// Held frames came after the replay was read, in Seq order: anything
 	// not above what is now delivered is a copy.
@@ -161,8 +183,9 @@ func (w *worker) release(c *Conn, r *release) {
 				continue
 			}
 			top = s
+			e.seq = top
 		}
-		w.push(c, f.Bytes(c.Kind))
+		w.emit(c, f)
 	}
 	e.seq, e.first, e.resumed = top, 0, true
 }

@@ -1,12 +1,8 @@
 package poll
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -14,7 +10,7 @@ import (
 )
 
 // maxCursorLen bounds the cursor text a client may send.
-const maxCursorLen = 64 << 10
+const maxCursorLen = tidings.MaxCursorLen
 
 // Cursors. A poll of one channel takes and answers that channel's seq as
 // a decimal string ("17"). A poll of several channels takes and answers an
@@ -36,37 +32,11 @@ func parseSeq(s string) (int64, bool) {
 	return n, err == nil
 }
 
-// decodeCursor reads an opaque cursor; ok is false when text is not one.
-func decodeCursor(text string) (map[string]int64, bool) {
-	if len(text) > maxCursorLen {
-		return nil, false
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(text, "="))
-	if err != nil {
-		return nil, false
-	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil, false
-	}
-	var m map[string]int64
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, false
-	}
-	for _, seq := range m {
-		if seq < 0 {
-			return nil, false
-		}
-	}
-	return m, true
-}
+// decodeCursor and encodeCursor: the opaque cursor of several channels,
+// shared with the SSE transport.
+func decodeCursor(text string) (map[string]int64, bool) { return tidings.DecodeCursor(text) }
 
-// encodeCursor makes the opaque cursor of several channels. Map keys are
-// encoded in sorted order, so the same positions give the same text.
-func encodeCursor(m map[string]int64) string {
-	b, _ := json.Marshal(m) // a map of strings to integers always encodes
-	return base64.RawURLEncoding.EncodeToString(b)
-}
+func encodeCursor(m map[string]int64) string { return tidings.EncodeCursor(m) }
 
 // parseSince reads the since parameter of a poll over chans (resolved,
 // without duplicates). It returns each channel's cursor; a channel absent

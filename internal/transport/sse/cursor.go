@@ -8,12 +8,9 @@ import (
 	"github.com/tidings/tidings"
 )
 
-// cursor is where a reconnecting client resumes: one channel of the
-// stream, after seq.
-type cursor struct {
-	channel string
-	after   int64
-}
+// cursor is where a reconnecting client resumes: a position per channel
+// (channels it does not name start from now).
+type cursor map[string]int64
 
 // lastEventID is the cursor text a client sent: the Last-Event-ID header
 // (what EventSource sends on a reconnect), else the query parameter
@@ -31,35 +28,31 @@ func lastEventID(r *http.Request) string {
 }
 
 // parseCursor reads the cursor text of a stream over chans (resolved,
-// without duplicates); resolve maps the "@user" alias. A one-channel
-// stream takes the bare decimal seq its events carry (or "<channel>@<seq>"
-// naming that channel); a stream of several channels takes
-// "<channel>@<seq>", the id its events carry, and the channel must be one
-// of the stream's. It returns nil when text is empty.
-func parseCursor(text string, chans []string, resolve func(string) string) (*cursor, error) {
+// without duplicates). A one-channel stream takes the bare decimal seq its
+// events carry; a stream of several channels takes the opaque cursor its
+// events carry (tidings.EncodeCursor: every channel's position), and a
+// one-channel stream accepts that too. Positions of channels not in the
+// stream are ignored. It returns nil when text is empty.
+func parseCursor(text string, chans []string) (cursor, error) {
 	if text == "" {
 		return nil, nil
 	}
-	ch, num := "", text
-	if i := strings.LastIndexByte(text, '@'); i >= 0 {
-		ch, num = resolve(text[:i]), text[i+1:]
+	if len(chans) == 1 {
+		if seq, ok := parseSeq(text); ok {
+			return cursor{chans[0]: seq}, nil
+		}
 	}
-	seq, ok := parseSeq(num)
+	m, ok := tidings.DecodeCursor(text)
 	if !ok {
 		return nil, tidings.Errorf(tidings.CodeBadRequest, "bad Last-Event-ID %q: want a cursor this stream sent", clip(text))
 	}
-	switch {
-	case ch == "" && len(chans) == 1:
-		return &cursor{channel: chans[0], after: seq}, nil
-	case ch == "":
-		return nil, tidings.Errorf(tidings.CodeBadRequest, "bad Last-Event-ID %q: a stream of several channels takes <channel>@<seq>", clip(text))
-	}
-	for _, c := range chans {
-		if c == ch {
-			return &cursor{channel: ch, after: seq}, nil
+	cur := cursor{}
+	for _, ch := range chans {
+		if seq, ok := m[ch]; ok {
+			cur[ch] = seq
 		}
 	}
-	return nil, tidings.Errorf(tidings.CodeBadRequest, "bad Last-Event-ID %q: channel %q is not in this stream", clip(text), clip(ch))
+	return cur, nil
 }
 
 // parseSeq accepts a decimal integer >= 0: digits only, no sign.

@@ -49,18 +49,12 @@
 //
 // With one channel, id is that channel's cursor as a decimal string (a
 // notification's seq, a topic channel's history offset). With several
-// channels, id is "<channel>@<cursor>" (user:1001@17, news@4). A browser
+// channels, id is the opaque cursor of all of them (tidings.EncodeCursor),
+// written per connection by the hub from what it delivered. A browser
 // reconnecting after a drop sends the last id it saw as Last-Event-ID;
-// the stream then replays what that channel published after the cursor
+// the stream then replays what each channel published after its position
 // (a "gap" event first when part of it is no longer kept), then goes live,
 // with no gap and no duplicate.
-//
-// Limitation of streams with several channels: an EventSource keeps one
-// last event id, so only the channel named in it resumes; the stream's
-// other channels start live on the reconnect, and what they published
-// while the client was away is not replayed. A client that needs every
-// channel to resume opens one stream per channel, or uses the WebSocket,
-// whose subscribe takes a since per channel.
 //
 // # Connections
 //
@@ -112,6 +106,8 @@ type Authorizer interface {
 // first when part of it is gone (inbox.Service).
 type Replayer interface {
 	Replay(ctx context.Context, channel string, after int64) ([]*tidings.Message, error)
+	// Cursor is the newest position of channel (where "from now" starts).
+	Cursor(ctx context.Context, channel string) (int64, error)
 }
 
 // Options of the SSE server.
@@ -305,7 +301,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // channels resolves, checks and deduplicates the requested channels and
 // reads the cursor.
-func (s *Server) channels(ctx context.Context, id tidings.Identity, r *http.Request) ([]string, *cursor, error) {
+func (s *Server) channels(ctx context.Context, id tidings.Identity, r *http.Request) ([]string, cursor, error) {
 	resolve := func(ch string) string {
 		if ch == tidings.UserAlias {
 			return tidings.PersonalChannel(id.User)
@@ -334,7 +330,7 @@ func (s *Server) channels(ctx context.Context, id tidings.Identity, r *http.Requ
 			return nil, nil, err
 		}
 	}
-	cur, err := parseCursor(lastEventID(r), chans, resolve)
+	cur, err := parseCursor(lastEventID(r), chans)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -386,27 +382,35 @@ func (s *Server) hijack(w http.ResponseWriter, r *http.Request) (*nbio.Conn, err
 // When the replay cannot be loaded the connection is closed before the
 // channel's held frames are released, so the client's last event id stays
 // where it was and its reconnect asks for the same replay again.
-func (s *Server) start(ctx context.Context, ss *session, chans []string, cur *cursor) error {
+func (s *Server) start(ctx context.Context, ss *session, chans []string, cur cursor) error {
+	multi := len(chans) > 1
 	var resume func(i int) error
 	resume = func(i int) error {
 		var reply []byte
 		if i == len(chans)-1 {
 			reply = ss.head
 		}
-		var after int64
-		if cur != nil && cur.channel == chans[i] {
-			after = cur.after
+		ch := chans[i]
+		after, given := cur[ch]
+		if !given && multi {
+			// From now, at a known position: the stream's cursor then
+			// names this channel too, so a reconnect misses nothing.
+			now, err := s.opt.Inbox.Cursor(ctx, ch)
+			if err != nil {
+				return err
+			}
+			after = now
 		}
-		_, err := s.opt.Hub.Resume(ss.hc, chans[i], after, reply, func() ([]*tidings.Message, error) {
+		_, err := s.opt.Hub.Resume(ss.hc, ch, after, reply, func() ([]*tidings.Message, error) {
 			if i+1 < len(chans) {
 				if err := resume(i + 1); err != nil {
 					return nil, err
 				}
 			}
-			if cur == nil || cur.channel != chans[i] {
+			if !given {
 				return nil, nil
 			}
-			replay, err := s.opt.Inbox.Replay(ctx, chans[i], cur.after)
+			replay, err := s.opt.Inbox.Replay(ctx, ch, after)
 			if err != nil {
 				ss.Close(0, "")
 			}

@@ -33,6 +33,8 @@ type noReplay struct{}
 
 func (noReplay) Replay(context.Context, string, int64) ([]*tidings.Message, error) { return nil, nil }
 
+func (noReplay) Cursor(context.Context, string) (int64, error) { return 0, nil }
+
 func startServer(t *testing.T, opt Options) (*Server, *hub.Hub, string) {
 	t.Helper()
 	h := hub.New(hub.Options{Workers: 2})
