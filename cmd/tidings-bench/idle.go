@@ -1,12 +1,18 @@
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"strings"
 	"time"
 )
 
 type idleResult struct {
 	Scenario       string  `json:"scenario"`
+	Transport      string  `json:"transport"`
 	Conns          int     `json:"conns"`
 	ConnectsPerSec float64 `json:"connects_per_s"`
 	RSSBefore      int64   `json:"rss_before"`
@@ -18,7 +24,19 @@ type idleResult struct {
 func runIdle(args []string) error {
 	fs, cm, n := newFlags("idle", 10000)
 	settle := fs.Duration("settle", 3*time.Second, "wait before reading memory")
+	transport := fs.String("transport", "ws", "ws (WebSocket at --url) or sse (Server-Sent Events at --sse-path on the same host)")
+	ssePath := fs.String("sse-path", "/v1/sse", "SSE path, with --transport sse")
 	_ = fs.Parse(args)
+	switch *transport {
+	case "ws":
+	case "sse":
+		path := *ssePath
+		cm.dial = func(u *url.URL, token string, timeout time.Duration) (*wsConn, error) {
+			return dialSSE(u.Host, path, token, timeout)
+		}
+	default:
+		return usageError("--transport is ws or sse")
+	}
 	if cm.pid == 0 || cm.secret == "" {
 		return usageError("--pid and --secret are required")
 	}
@@ -30,8 +48,9 @@ func runIdle(args []string) error {
 	if err != nil {
 		return err
 	}
+	res.Transport = *transport
 	emit(res, [][2]string{
-		{"connections", fmt.Sprint(res.Conns)},
+		{"connections", fmt.Sprint(res.Conns) + " " + res.Transport},
 		{"connects/s", fmt.Sprintf("%.0f", res.ConnectsPerSec)},
 		{"server RSS", fmt.Sprintf("%.1f MiB -> %.1f MiB", float64(res.RSSBefore)/(1<<20), float64(res.RSSAfter)/(1<<20))},
 		{"RSS per conn", fmt.Sprintf("%.2f KiB", res.KiBPerConn)},
@@ -60,4 +79,49 @@ func idle(cm *common, n int, settle time.Duration) (idleResult, error) {
 	}
 	return idleResult{Scenario: "idle", Conns: n, ConnectsPerSec: d.perSecond(),
 		RSSBefore: before, RSSAfter: after, KiBPerConn: float64(after-before) / 1024 / float64(n), Threads: threads}, nil
+}
+
+// dialSSE opens a Server-Sent Events stream with token and returns once
+// the server's ": ok" comment arrived (the stream is subscribed). What the
+// stream sends later is never read: the connection stays idle.
+func dialSSE(host, path, token string, timeout time.Duration) (*wsConn, error) {
+	c, err := net.DialTimeout("tcp", host, timeout)
+	if err != nil {
+		return nil, err
+	}
+	req := "GET " + path + "?token=" + url.QueryEscape(token) + " HTTP/1.1\r\nHost: " + host +
+		"\r\nAccept: text/event-stream\r\n\r\n"
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte(req)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	br := handshakeReaders.Get().(*bufio.Reader)
+	br.Reset(c)
+	defer func() { br.Reset(nil); handshakeReaders.Put(br) }()
+	status, err := br.ReadString('\n')
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("sse: %w", err)
+	}
+	if !strings.Contains(status, " 200 ") {
+		c.Close()
+		return nil, errors.New("handshake refused: " + strings.TrimSpace(status))
+	}
+	for i := 0; ; i++ {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("sse: %w", err)
+		}
+		if line == ": ok\n" {
+			break
+		}
+		if i > 100 {
+			c.Close()
+			return nil, errors.New("sse: no \": ok\" line")
+		}
+	}
+	_ = c.SetDeadline(time.Time{})
+	return &wsConn{Conn: c, fd: -1}, nil
 }

@@ -148,6 +148,8 @@ type common struct {
 	readers int
 
 	u *url.URL
+	// dial opens one connection; dialWS unless a scenario says otherwise.
+	dial func(u *url.URL, token string, timeout time.Duration) (*wsConn, error)
 }
 
 func newFlags(name string, defaultN int) (*flag.FlagSet, *common, *int) {
@@ -274,7 +276,11 @@ func dialAll(cm *common, tokens []string, keepGoing bool, then func(c *wsConn) e
 					return
 				}
 				t0 := time.Now()
-				c, err := dialWS(cm.u, tokens[i], cm.timeout)
+				dial := cm.dial
+				if dial == nil {
+					dial = dialWS
+				}
+				c, err := dial(cm.u, tokens[i], cm.timeout)
 				if err != nil {
 					fail(i, err)
 					continue
