@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"strconv"
 	"strings"
 )
 
@@ -44,4 +45,19 @@ func DecodeCursor(text string) (m map[string]int64, ok bool) {
 		}
 	}
 	return m, true
+}
+
+// ParseSeq reads the cursor of one channel: a decimal integer >= 0,
+// digits only, no sign.
+func ParseSeq(s string) (int64, bool) {
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
 }

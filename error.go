@@ -1,6 +1,7 @@
 package tidings
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -105,3 +106,16 @@ func ErrorOf(err error) *Error {
 // ErrNotFound is returned by a Store when an item does not exist for the
 // user asking; the edges answer 404.
 var ErrNotFound = &Error{Code: CodeNotFound, Msg: "notification not found"}
+
+// WriteHTTPError answers an HTTP request with err as {"code","msg"} and
+// the code's status (a 401 also names the Bearer scheme).
+func WriteHTTPError(w http.ResponseWriter, err error) {
+	e := ErrorOf(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if e.Code == CodeNotAuthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
+	}
+	w.WriteHeader(e.Code.HTTPStatus())
+	_ = json.NewEncoder(w).Encode(e)
+}

@@ -18,20 +18,6 @@ const maxCursorLen = tidings.MaxCursorLen
 // {"<channel>":<seq>,…}. Clients hand it back unchanged; a channel the
 // object does not name starts from now.
 
-// parseSeq accepts a decimal integer >= 0: digits only, no sign.
-func parseSeq(s string) (int64, bool) {
-	if s == "" || len(s) > 19 {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil
-}
-
 // decodeCursor and encodeCursor: the opaque cursor of several channels,
 // shared with the SSE transport.
 func decodeCursor(text string) (map[string]int64, bool) { return tidings.DecodeCursor(text) }
@@ -48,7 +34,7 @@ func parseSince(text string, chans []string) (map[string]int64, error) {
 		return nil, nil
 	}
 	if len(chans) == 1 {
-		if seq, ok := parseSeq(text); ok {
+		if seq, ok := tidings.ParseSeq(text); ok {
 			return map[string]int64{chans[0]: seq}, nil
 		}
 	}

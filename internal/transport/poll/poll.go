@@ -32,22 +32,13 @@ import (
 	"github.com/tidings/tidings/internal/inbox"
 )
 
-// Authenticator turns a token into an identity.
-type Authenticator interface {
-	Authenticate(ctx context.Context, token string) (tidings.Identity, error)
-}
-
-// Authorizer decides which channels a user may listen to.
-type Authorizer interface {
-	Allow(ctx context.Context, id tidings.Identity, channel string) error
-}
-
-// Inbox is where missed messages and newest cursors come from
-// (*inbox.Service).
-type Inbox interface {
-	Replay(ctx context.Context, channel string, after int64) ([]*tidings.Message, error)
-	Cursor(ctx context.Context, channel string) (int64, error)
-}
+// The access interfaces the long-poll server needs (see the tidings
+// package); Inbox is where missed messages and newest cursors come from.
+type (
+	Authenticator = tidings.Authenticator
+	Authorizer    = tidings.Authorizer
+	Inbox         = tidings.Replayer
+)
 
 // Defaults of Options.
 const (
@@ -420,7 +411,7 @@ func (s *Server) accept(b []byte, byName map[string]*chanState) ([]byte, bool) {
 		return nil, false
 	}
 	st := byName[e.Channel]
-	seq, ok := parseSeq(e.ID)
+	seq, ok := tidings.ParseSeq(e.ID)
 	if st == nil || !ok || seq == 0 {
 		return b, true // no cursor: delivered, moves nothing
 	}
@@ -438,7 +429,7 @@ func gapAfter(data json.RawMessage) int64 {
 		First string `json:"first"`
 	}
 	_ = json.Unmarshal(data, &g)
-	if first, ok := parseSeq(g.First); ok && first > 0 {
+	if first, ok := tidings.ParseSeq(g.First); ok && first > 0 {
 		return first - 1
 	}
 	return 0

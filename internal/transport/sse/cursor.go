@@ -2,7 +2,6 @@ package sse
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/tidings/tidings"
@@ -38,7 +37,7 @@ func parseCursor(text string, chans []string) (cursor, error) {
 		return nil, nil
 	}
 	if len(chans) == 1 {
-		if seq, ok := parseSeq(text); ok {
+		if seq, ok := tidings.ParseSeq(text); ok {
 			return cursor{chans[0]: seq}, nil
 		}
 	}
@@ -53,20 +52,6 @@ func parseCursor(text string, chans []string) (cursor, error) {
 		}
 	}
 	return cur, nil
-}
-
-// parseSeq accepts a decimal integer >= 0: digits only, no sign.
-func parseSeq(s string) (int64, bool) {
-	if s == "" || len(s) > 19 {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil
 }
 
 // clip bounds client text quoted back in an error message.

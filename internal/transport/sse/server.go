@@ -92,23 +92,12 @@ import (
 // proxies keep the connection open.
 var KeepAlive = []byte(": keep-alive\n\n")
 
-// Authenticator turns a token into an identity.
-type Authenticator interface {
-	Authenticate(ctx context.Context, token string) (tidings.Identity, error)
-}
-
-// Authorizer decides channel subscriptions.
-type Authorizer interface {
-	Allow(ctx context.Context, id tidings.Identity, channel string) error
-}
-
-// Replayer gives what a channel published after a cursor, a gap notice
-// first when part of it is gone (inbox.Service).
-type Replayer interface {
-	Replay(ctx context.Context, channel string, after int64) ([]*tidings.Message, error)
-	// Cursor is the newest position of channel (where "from now" starts).
-	Cursor(ctx context.Context, channel string) (int64, error)
-}
+// The access interfaces the SSE server needs (see the tidings package).
+type (
+	Authenticator = tidings.Authenticator
+	Authorizer    = tidings.Authorizer
+	Replayer      = tidings.Replayer
+)
 
 // Options of the SSE server.
 type Options struct {
@@ -225,15 +214,15 @@ func (s *Server) Drain(spread time.Duration, jitter func(time.Duration) time.Dur
 // the poller and starts the stream.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		writeHTTPError(w, tidings.Errorf(tidings.CodeMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path))
+		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path))
 		return
 	}
 	if s.draining.Load() {
-		writeHTTPError(w, tidings.Errorf(tidings.CodeUnavailable, "server is restarting; reconnect to another node"))
+		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeUnavailable, "server is restarting; reconnect to another node"))
 		return
 	}
 	if s.opt.CheckOrigin != nil && !s.opt.CheckOrigin(r) {
-		writeHTTPError(w, tidings.Errorf(tidings.CodeForbidden, "origin not allowed"))
+		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeForbidden, "origin not allowed"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opt.OpTimeout)
@@ -243,17 +232,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tok = s.opt.Token(r)
 	}
 	if tok == "" {
-		writeHTTPError(w, tidings.Errorf(tidings.CodeNotAuthenticated, "no token"))
+		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeNotAuthenticated, "no token"))
 		return
 	}
 	id, err := s.opt.Auth.Authenticate(ctx, tok)
 	if err != nil {
-		writeHTTPError(w, err)
+		tidings.WriteHTTPError(w, err)
 		return
 	}
 	chans, cur, err := s.channels(ctx, id, r)
 	if err != nil {
-		writeHTTPError(w, err)
+		tidings.WriteHTTPError(w, err)
 		return
 	}
 
@@ -268,7 +257,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ss.hc = s.opt.Hub.Attach(kind, ss)
 	if err := s.opt.Hub.Authenticate(ss.hc, id.User); err != nil {
 		s.opt.Hub.Detach(ss.hc)
-		writeHTTPError(w, err)
+		tidings.WriteHTTPError(w, err)
 		return
 	}
 	nbc, err := s.hijack(w, r)
@@ -346,7 +335,7 @@ func (s *Server) hijack(w http.ResponseWriter, r *http.Request) (*nbio.Conn, err
 	if !ok {
 		err := errors.New("the response writer cannot be hijacked")
 		s.log.Error("sse: "+err.Error(), "remote", r.RemoteAddr)
-		writeHTTPError(w, tidings.Errorf(tidings.CodeInternal, "streaming is not available on this connection"))
+		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeInternal, "streaming is not available on this connection"))
 		return nil, err
 	}
 	conn, _, err := hj.Hijack()
@@ -501,17 +490,6 @@ func validHeaderValue(v string) bool {
 		}
 	}
 	return true
-}
-
-// writeHTTPError answers a refused request with the usual JSON error.
-func writeHTTPError(w http.ResponseWriter, err error) {
-	e := tidings.ErrorOf(err)
-	w.Header().Set("Content-Type", "application/json")
-	if e.Code == tidings.CodeNotAuthenticated {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tidings"`)
-	}
-	w.WriteHeader(e.Code.HTTPStatus())
-	_ = json.NewEncoder(w).Encode(e)
 }
 
 // writeRawError writes a JSON error answer on a hijacked connection.

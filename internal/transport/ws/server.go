@@ -29,15 +29,12 @@ import (
 	"github.com/tidings/tidings/internal/transport/netpoll"
 )
 
-// Authenticator turns a token into an identity.
-type Authenticator interface {
-	Authenticate(ctx context.Context, token string) (tidings.Identity, error)
-}
-
-// Authorizer decides channel subscriptions.
-type Authorizer interface {
-	Allow(ctx context.Context, id tidings.Identity, channel string) error
-}
+// The access interfaces the WebSocket server needs (see the tidings
+// package).
+type (
+	Authenticator = tidings.Authenticator
+	Authorizer    = tidings.Authorizer
+)
 
 // Options of the WebSocket server.
 type Options struct {
@@ -132,22 +129,22 @@ func (s *Server) Count() int64 { return s.count.Load() }
 // and hands the connection to the poller.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
-		writeHTTPError(w, tidings.Errorf(tidings.CodeUnavailable, "server is restarting; reconnect to another node"))
+		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeUnavailable, "server is restarting; reconnect to another node"))
 		return
 	}
 	if !isUpgrade(r) {
-		writeHTTPError(w, tidings.Errorf(tidings.CodeBadRequest, "WebSocket upgrade required"))
+		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeBadRequest, "WebSocket upgrade required"))
 		return
 	}
 	if s.opt.CheckOrigin != nil && !s.opt.CheckOrigin(r) {
-		writeHTTPError(w, tidings.Errorf(tidings.CodeForbidden, "origin not allowed"))
+		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeForbidden, "origin not allowed"))
 		return
 	}
 	var since *int64
 	if v := r.URL.Query().Get("since"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			writeHTTPError(w, tidings.Errorf(tidings.CodeBadRequest, "since: %q is not a cursor", v))
+			tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeBadRequest, "since: %q is not a cursor", v))
 			return
 		}
 		since = &n
@@ -156,7 +153,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if tok := s.token(r); tok != "" {
 		ident, err := s.opt.Auth.Authenticate(r.Context(), tok)
 		if err != nil {
-			writeHTTPError(w, err)
+			tidings.WriteHTTPError(w, err)
 			return
 		}
 		id = &ident
