@@ -126,3 +126,46 @@ test('token mode: the page takes #token= and loads without errors', async () => 
     await stopServer(s);
   }
 });
+
+// Seed 004: a plain browser EventSource with addEventListener per event
+// name; after a drop it reconnects with Last-Event-ID and gets what it
+// missed.
+test('EventSource: named events, resume after a drop', async () => {
+  const s = await startServer({});
+  try {
+    const token = execFileSync(BIN, ['token', '--user', 'es-1'], {
+      env: { ...process.env, TIDINGS_JWT_SECRET: SECRET, TIDINGS_DATA_DIR: s.dir },
+    }).toString().trim();
+    const { page, problems } = await openPage(`${s.base}/`);
+    const notify = (title) => fetch(s.base + '/v1/notifications', {
+      method: 'POST', headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ users: ['es-1'], title }),
+    });
+    await page.evaluate((tok) => new Promise((resolve) => {
+      window.got = [];
+      const source = new EventSource('v1/sse?token=' + encodeURIComponent(tok));
+      window.source = source;
+      source.addEventListener('notification', (e) => window.got.push({ id: e.lastEventId, title: JSON.parse(e.data).title }));
+      source.onopen = () => resolve();
+    }), token);
+    assert.equal((await notify('one')).status, 202);
+    await page.waitForFunction(() => window.got.length === 1);
+    // Drop the stream: the server closes every SSE connection of the node
+    // when it restarts; here the page closes it and opens a new one with
+    // the last id, as EventSource does on its own reconnect.
+    const last = await page.evaluate(() => { window.source.close(); return window.got[0].id; });
+    await notify('two');
+    await notify('three');
+    await page.evaluate(([tok, id]) => {
+      const source = new EventSource('v1/sse?token=' + encodeURIComponent(tok) + '&lastEventId=' + id);
+      source.addEventListener('notification', (e) => window.got.push({ id: e.lastEventId, title: JSON.parse(e.data).title }));
+    }, [token, last]);
+    await page.waitForFunction(() => window.got.length === 3);
+    const got = await page.evaluate(() => window.got);
+    assert.deepEqual(got.map((g) => g.title), ['one', 'two', 'three']);
+    assert.deepEqual(got.map((g) => g.id), ['1', '2', '3']);
+    assert.deepEqual(problems, [], 'console');
+  } finally {
+    await stopServer(s);
+  }
+});
