@@ -47,8 +47,6 @@ type Options struct {
 	Prefix      string       // path prefix, "" or "/x"
 	Static      http.Handler // the demo page, at the prefix root
 	StaticFiles []string     // the files Static serves besides index.html
-	Metrics     http.Handler // nil: no /metrics
-	MetricsAuth bool
 }
 
 // API is the HTTP handler.
@@ -86,13 +84,6 @@ func New(opt Options) *API {
 	a.mux.HandleFunc("GET "+p+"/debug/pprof/profile", a.admin(pprof.Profile))
 	a.mux.HandleFunc("GET "+p+"/debug/pprof/trace", a.admin(pprof.Trace))
 	a.mux.HandleFunc("GET "+p+"/debug/pprof/symbol", a.admin(pprof.Symbol))
-	if opt.Metrics != nil {
-		if opt.MetricsAuth {
-			a.mux.HandleFunc("GET "+p+"/metrics", a.admin(opt.Metrics.ServeHTTP))
-		} else {
-			a.mux.Handle("GET "+p+"/metrics", opt.Metrics)
-		}
-	}
 	if opt.Static != nil {
 		// The demo page's files live at the root, one level deep; only
 		// those are served (anything else is a JSON 404).

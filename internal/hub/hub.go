@@ -113,21 +113,6 @@ func (c *Conn) User() string {
 // Touch records a sign of life (any frame, pong or ping from the peer).
 func (c *Conn) Touch() { c.lastSeen.Store(time.Now().UnixNano()) }
 
-// Subscribed reports whether the connection listens to channel.
-func (c *Conn) Subscribed(channel string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.channels[channel]
-	return ok
-}
-
-// Channels returns how many channels the connection listens to.
-func (c *Conn) Channels() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.channels)
-}
-
 // New makes a hub; Run starts its workers.
 func New(opt Options) *Hub {
 	if opt.Workers <= 0 {

@@ -1,12 +1,9 @@
 package ws
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 )
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // isUpgrade reports whether r asks for a WebSocket.
 func isUpgrade(r *http.Request) bool {

@@ -9,9 +9,8 @@ package ws
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -353,7 +352,7 @@ func (ss *session) handle(ctx context.Context, f *ClientFrame) {
 			ss.send(errReply(f.Ref, err))
 			return
 		}
-		b, _ := jsonMarshal(reply{Result: &yes, Unread: &unread, Ref: f.Ref})
+		b, _ := json.Marshal(reply{Result: &yes, Unread: &unread, Ref: f.Ref})
 		ss.send(b)
 	}
 }
@@ -425,6 +424,3 @@ func (ss *session) unsubscribe(id tidings.Identity, f *ClientFrame) []byte {
 	ss.s.opt.Hub.Unsubscribe(ss.hc, resolve(id, f.Channel))
 	return okReply(f.Ref)
 }
-
-// IsClosed reports errors that only mean the peer went away.
-func IsClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
