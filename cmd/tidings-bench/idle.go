@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"strings"
 	"time"
 )
 
@@ -91,37 +88,8 @@ func dialSSE(host, path, token string, timeout time.Duration) (*wsConn, error) {
 	}
 	req := "GET " + path + "?token=" + url.QueryEscape(token) + " HTTP/1.1\r\nHost: " + host +
 		"\r\nAccept: text/event-stream\r\n\r\n"
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte(req)); err != nil {
-		c.Close()
+	if _, err := handshake(c, req, " 200 ", ": ok\n", timeout); err != nil {
 		return nil, err
 	}
-	br := handshakeReaders.Get().(*bufio.Reader)
-	br.Reset(c)
-	defer func() { br.Reset(nil); handshakeReaders.Put(br) }()
-	status, err := br.ReadString('\n')
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("sse: %w", err)
-	}
-	if !strings.Contains(status, " 200 ") {
-		c.Close()
-		return nil, errors.New("handshake refused: " + strings.TrimSpace(status))
-	}
-	for i := 0; ; i++ {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("sse: %w", err)
-		}
-		if line == ": ok\n" {
-			break
-		}
-		if i > 100 {
-			c.Close()
-			return nil, errors.New("sse: no \": ok\" line")
-		}
-	}
-	_ = c.SetDeadline(time.Time{})
 	return &wsConn{Conn: c, fd: -1}, nil
 }

@@ -181,6 +181,17 @@ func dialWS(u *url.URL, token string, timeout time.Duration) (*wsConn, error) {
 	req := "GET " + path + "?" + q + " HTTP/1.1\r\nHost: " + u.Host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " +
 		base64.StdEncoding.EncodeToString(key[:]) + "\r\n\r\n"
+	carry, err := handshake(c, req, " 101 ", "\r\n", timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &wsConn{Conn: c, fd: -1, carry: carry}, nil
+}
+
+// handshake writes req on c and reads the answer's lines up to endLine,
+// within timeout; the status line must contain status. It returns the
+// bytes the server sent after endLine, and closes c on failure.
+func handshake(c net.Conn, req, status, endLine string, timeout time.Duration) ([]byte, error) {
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	if _, err := c.Write([]byte(req)); err != nil {
 		c.Close()
@@ -189,14 +200,14 @@ func dialWS(u *url.URL, token string, timeout time.Duration) (*wsConn, error) {
 	br := handshakeReaders.Get().(*bufio.Reader)
 	br.Reset(c)
 	defer func() { br.Reset(nil); handshakeReaders.Put(br) }()
-	status, err := br.ReadString('\n')
+	line, err := br.ReadString('\n')
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
-	if !strings.Contains(status, " 101 ") {
+	if !strings.Contains(line, status) {
 		c.Close()
-		return nil, errors.New("handshake refused: " + strings.TrimSpace(status))
+		return nil, errors.New("handshake refused: " + strings.TrimSpace(line))
 	}
 	for i := 0; ; i++ {
 		line, err := br.ReadString('\n')
@@ -204,21 +215,21 @@ func dialWS(u *url.URL, token string, timeout time.Duration) (*wsConn, error) {
 			c.Close()
 			return nil, fmt.Errorf("handshake: %w", err)
 		}
-		if line == "\r\n" {
+		if line == endLine {
 			break
 		}
 		if i > 100 {
 			c.Close()
-			return nil, errors.New("handshake: too many header lines")
+			return nil, fmt.Errorf("handshake: no %q line", strings.TrimSpace(endLine))
 		}
 	}
 	_ = c.SetDeadline(time.Time{})
-	wc := &wsConn{Conn: c, fd: -1}
+	var carry []byte
 	if n := br.Buffered(); n > 0 {
 		p, _ := br.Peek(n)
-		wc.carry = append([]byte(nil), p...)
+		carry = append(carry, p...)
 	}
-	return wc, nil
+	return carry, nil
 }
 
 // connFD returns the socket's descriptor; it stays valid while c is open.
