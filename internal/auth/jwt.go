@@ -51,12 +51,14 @@ type jwtVerifier struct {
 	algs   []string  // the algorithms some configured key serves
 	parser *jwt.Parser
 	now    func() time.Time // the clock exp and nbf are checked against
+	fast   *hs256Fast       // nil without an HS256 secret
 }
 
 func newJWTVerifier(secret []byte, static any, jwks *jwksKeys) *jwtVerifier {
 	v := &jwtVerifier{secret: secret, static: static, jwks: jwks, now: time.Now}
 	if len(secret) > 0 {
 		v.algs = append(v.algs, algHS256)
+		v.fast = newHS256Fast(secret, func() time.Time { return v.now() })
 	}
 	for _, alg := range []string{algRS256, algES256, algEdDSA} {
 		if jwks != nil || (static != nil && keyFits(alg, static)) {
@@ -77,6 +79,11 @@ func newJWTVerifier(secret []byte, static any, jwks *jwksKeys) *jwtVerifier {
 // configured key but its claims refuse it: no other method may then accept
 // it.
 func (v *jwtVerifier) verify(ctx context.Context, token string) (id tidings.Identity, _ *tidings.Error, final bool) {
+	if v.fast != nil {
+		if id, ok := v.fast.verify(token); ok {
+			return id, nil, false
+		}
+	}
 	var c claims
 	tok, err := v.parser.ParseWithClaims(token, &c, v.keyfunc(ctx))
 	if err != nil {
@@ -84,6 +91,9 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (id tidings.Iden
 	}
 	if !validUser(c.Subject) {
 		return tidings.Identity{}, refuse("token has no valid subject", fmt.Errorf("sub %q", c.Subject)), true
+	}
+	if v.fast != nil && tok.Method.Alg() == algHS256 {
+		v.fast.learn(token)
 	}
 	id = tidings.Identity{User: c.Subject, Channels: c.Channels}
 	if c.ExpiresAt != nil {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,7 +141,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var since *int64
-	if v := r.URL.Query().Get("since"); v != "" {
+	// Most upgrades carry no since: skip parsing the query a second time.
+	if !strings.Contains(r.URL.RawQuery, "since") {
+	} else if v := r.URL.Query().Get("since"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeBadRequest, "since: %q is not a cursor", v))
