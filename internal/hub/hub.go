@@ -21,6 +21,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,8 +80,67 @@ type shard struct {
 
 // channel holds one channel's subscribers, split by owning worker.
 type channel struct {
-	subs []map[*Conn]struct{}
+	subs []connSet // indexed by worker
 	n    int
+}
+
+// connSet is one worker's subscribers of a channel: a short slice while
+// small (a personal channel has one connection per open tab or device),
+// a map once large (a broadcast channel), so the many small channels cost
+// one small allocation each and the large ones keep O(1) removal.
+type connSet struct {
+	small []*Conn
+	big   map[*Conn]struct{}
+}
+
+// smallSet is the size past which a connSet becomes a map.
+const smallSet = 8
+
+func (s *connSet) len() int { return len(s.small) + len(s.big) }
+
+// add reports false when c was already in the set.
+func (s *connSet) add(c *Conn) bool {
+	if s.big != nil {
+		if _, ok := s.big[c]; ok {
+			return false
+		}
+		s.big[c] = struct{}{}
+		return true
+	}
+	if slices.Contains(s.small, c) {
+		return false
+	}
+	if len(s.small) < smallSet {
+		s.small = append(s.small, c)
+		return true
+	}
+	s.big = make(map[*Conn]struct{}, 2*smallSet)
+	for _, o := range s.small {
+		s.big[o] = struct{}{}
+	}
+	s.small = nil
+	s.big[c] = struct{}{}
+	return true
+}
+
+// remove reports whether c was in the set.
+func (s *connSet) remove(c *Conn) bool {
+	if s.big != nil {
+		if _, ok := s.big[c]; !ok {
+			return false
+		}
+		delete(s.big, c)
+		return true
+	}
+	i := slices.Index(s.small, c)
+	if i < 0 {
+		return false
+	}
+	last := len(s.small) - 1
+	s.small[i] = s.small[last]
+	s.small[last] = nil
+	s.small = s.small[:last]
+	return true
 }
 
 // Conn is the hub's view of one connection.
@@ -94,7 +154,7 @@ type Conn struct {
 
 	mu       sync.Mutex
 	user     string
-	channels map[string]struct{}
+	channels []string // subscribed channels; short (MaxSubscriptions bounds it)
 	closed   bool
 
 	// Owned by the worker.
@@ -193,10 +253,7 @@ func (h *Hub) Detach(c *Conn) {
 		return
 	}
 	c.closed = true
-	chans := make([]string, 0, len(c.channels))
-	for ch := range c.channels {
-		chans = append(chans, ch)
-	}
+	chans := slices.Clone(c.channels)
 	user := c.user
 	c.mu.Unlock()
 
@@ -229,28 +286,21 @@ func (h *Hub) Subscribe(c *Conn, name string) (bool, error) {
 	if c.closed {
 		return false, errors.New("connection closed")
 	}
-	if _, ok := c.channels[name]; ok {
+	if slices.Contains(c.channels, name) {
 		return false, nil
 	}
 	if h.opt.MaxSubscriptions > 0 && len(c.channels) >= h.opt.MaxSubscriptions {
 		return false, ErrTooManySubs
 	}
-	if c.channels == nil {
-		c.channels = make(map[string]struct{}, 2)
-	}
-	c.channels[name] = struct{}{}
+	c.channels = append(c.channels, name)
 	ch := s.chans[name]
 	if ch == nil {
-		ch = &channel{subs: make([]map[*Conn]struct{}, len(h.workers))}
+		ch = &channel{subs: make([]connSet, len(h.workers))}
 		s.chans[name] = ch
 	}
-	set := ch.subs[c.w.idx]
-	if set == nil {
-		set = map[*Conn]struct{}{}
-		ch.subs[c.w.idx] = set
+	if ch.subs[c.w.idx].add(c) {
+		ch.n++
 	}
-	set[c] = struct{}{}
-	ch.n++
 	return true, nil
 }
 
@@ -258,7 +308,7 @@ func (h *Hub) Subscribe(c *Conn, name string) (bool, error) {
 // was subscribed.
 func (h *Hub) Unsubscribe(c *Conn, name string) bool {
 	c.mu.Lock()
-	_, ok := c.channels[name]
+	ok := slices.Contains(c.channels, name)
 	c.mu.Unlock()
 	if !ok {
 		return false
@@ -271,17 +321,17 @@ func (h *Hub) unsubscribe(c *Conn, name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.mu.Lock()
-	delete(c.channels, name)
+	if i := slices.Index(c.channels, name); i >= 0 {
+		c.channels = slices.Delete(c.channels, i, i+1)
+	}
 	c.mu.Unlock()
 	ch := s.chans[name]
 	if ch == nil {
 		return false
 	}
-	set := ch.subs[c.w.idx]
-	if _, ok := set[c]; !ok {
+	if !ch.subs[c.w.idx].remove(c) {
 		return false
 	}
-	delete(set, c)
 	if ch.n--; ch.n == 0 {
 		delete(s.chans, name)
 	}
@@ -300,8 +350,8 @@ func (h *Hub) Publish(m *tidings.Message) {
 		return
 	}
 	f := NewFrame(m)
-	for i, set := range ch.subs {
-		if len(set) > 0 {
+	for i := range ch.subs {
+		if ch.subs[i].len() > 0 {
 			h.workers[i].enqueue(job{ch: ch, shard: s, frame: f})
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -246,6 +247,97 @@ func TestWSFrameLengths(t *testing.T) {
 		}
 		if len(f) != hdr+n {
 			t.Fatalf("n=%d: len %d, want %d", n, len(f), hdr+n)
+		}
+	}
+}
+
+func TestConnSetGrowsAndShrinks(t *testing.T) {
+	var s connSet
+	conns := make([]*Conn, 3*smallSet)
+	for i := range conns {
+		conns[i] = &Conn{ID: uint64(i)}
+	}
+	members := func() map[*Conn]bool {
+		m := map[*Conn]bool{}
+		for _, c := range s.small {
+			m[c] = true
+		}
+		for c := range s.big {
+			m[c] = true
+		}
+		return m
+	}
+	for i, c := range conns {
+		if !s.add(c) || s.add(c) {
+			t.Fatalf("add %d: want true once, then false", i)
+		}
+		if s.len() != i+1 || len(members()) != i+1 {
+			t.Fatalf("after %d adds: len %d, members %d", i+1, s.len(), len(members()))
+		}
+	}
+	if s.big == nil || s.small != nil {
+		t.Fatal("a large set is not a map")
+	}
+	for i := 0; i < len(conns); i += 2 {
+		if !s.remove(conns[i]) || s.remove(conns[i]) {
+			t.Fatalf("remove %d: want true once, then false", i)
+		}
+	}
+	m := members()
+	for i, c := range conns {
+		if m[c] != (i%2 == 1) {
+			t.Fatalf("conn %d: member %v", i, m[c])
+		}
+	}
+
+	// A small set: removal from the middle keeps the others.
+	var small connSet
+	for _, c := range conns[:4] {
+		small.add(c)
+	}
+	if !small.remove(conns[1]) || small.len() != 3 || slices.Contains(small.small, conns[1]) {
+		t.Fatalf("small set after remove: %v", small.small)
+	}
+}
+
+// Subscribers past the small-set size on one worker all get a
+// publication; unsubscribed ones do not.
+func TestManySubscribersOnOneWorker(t *testing.T) {
+	h := startHub(t, Options{Workers: 1})
+	sinks := make([]*memSink, 2*smallSet+1)
+	conns := make([]*Conn, len(sinks))
+	for i := range sinks {
+		sinks[i] = newMemSink()
+		conns[i] = h.Attach(KindWS, sinks[i])
+		if _, err := h.Subscribe(conns[i], "news"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < len(conns); i += 3 {
+		if !h.Unsubscribe(conns[i], "news") {
+			t.Fatalf("unsubscribe %d", i)
+		}
+	}
+	h.Publish(&tidings.Message{Channel: "news", Event: "e", Data: []byte(`1`)})
+	h.Publish(&tidings.Message{Channel: "news", Event: "e", Data: []byte(`2`)})
+	// A marker sent after the publications arrives after anything they
+	// delivered to that connection.
+	for i, c := range conns {
+		if i%3 == 0 {
+			h.Send(c, []byte("marker"))
+		}
+	}
+	for i, s := range sinks {
+		want := 2 // the two publications
+		if i%3 == 0 {
+			want = 1 // the marker alone
+		}
+		frames := s.waitFor(t, want)
+		if i%3 == 0 && (len(frames) != 1 || string(frames[0]) != "marker") {
+			t.Errorf("unsubscribed %d got %q", i, frames)
+		}
+		if len(frames) != want {
+			t.Errorf("connection %d got %d frames, want %d", i, len(frames), want)
 		}
 	}
 }

@@ -117,7 +117,11 @@ func (w *worker) process(batch []job) {
 			continue
 		}
 		j.shard.mu.RLock()
-		for c := range j.ch.subs[w.idx] {
+		set := &j.ch.subs[w.idx]
+		for _, c := range set.small {
+			w.deliver(c, j.frame)
+		}
+		for c := range set.big {
 			w.deliver(c, j.frame)
 		}
 		j.shard.mu.RUnlock()
