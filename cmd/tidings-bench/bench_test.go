@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -257,17 +258,214 @@ func TestBroadcastSinkCountsOnce(t *testing.T) {
 	frame := func(n int, sent int64) []byte {
 		return []byte(fmt.Sprintf(`{"event":"tick","channel":"bench:all","data":{"t":%d,"n":%d}}`, sent, n))
 	}
-	s.text(c, []byte(`{"result":true}`), 0)
-	s.text(c, []byte(`{"result":true}`), 0) // a second answer to a resent subscribe
-	s.text(c, frame(65, 100), 150)
-	s.text(c, frame(3, 100), 130) // published concurrently, fanned out after 65
-	s.text(c, frame(65, 100), 160)
-	s.text(c, []byte(`{"code":1,"msg":"not authenticated: send auth first"}`), 0)
-	if acks.Load() != 1 || s.got.Load() != 2 || s.dups != 1 || s.reordered != 1 || s.errs.Load() != 1 {
-		t.Fatalf("acks %d got %d dups %d reordered %d errs %d", acks.Load(), s.got.Load(), s.dups, s.reordered, s.errs.Load())
+	s.text(c, []byte(`{"result":true}`), nil, 0)
+	s.text(c, []byte(`{"result":true}`), nil, 0) // a second answer to a resent subscribe
+	s.text(c, frame(65, 100), nil, 150)
+	s.text(c, frame(3, 100), nil, 130) // published concurrently, fanned out after 65: not an anomaly
+	s.text(c, frame(65, 100), nil, 160)
+	s.text(c, []byte(`{"code":1,"msg":"not authenticated: send auth first"}`), nil, 0)
+	if acks.Load() != 1 || s.got.Load() != 2 || s.dups != 1 || s.errs.Load() != 1 {
+		t.Fatalf("acks %d got %d dups %d errs %d", acks.Load(), s.got.Load(), s.dups, s.errs.Load())
 	}
 	if s.maxLat[65] != 50 || s.count[3] != 1 || s.lastRecv != 150 {
 		t.Fatalf("maxLat %d count %d lastRecv %d", s.maxLat[65], s.count[3], s.lastRecv)
+	}
+	// No frame carried the server's sequence: the order is not checked.
+	tot := mergeBcast([]*bcastSink{s}, 70)
+	if checked, out, _ := tot.order(); checked || out != nil || s.withoutSeq != 2 {
+		t.Fatalf("order checked %v out %v without %d", checked, out, s.withoutSeq)
+	}
+}
+
+// The order check follows the server's sequence (the envelope's id on a
+// WebSocket, the id line over SSE), not the publication index.
+func TestBroadcastSinkOrderBySeq(t *testing.T) {
+	ws := func(seq, n int) []byte {
+		return []byte(fmt.Sprintf(`{"event":"tick","channel":"bench:all","id":"%d","data":{"t":100,"n":%d}}`, seq, n))
+	}
+	var acks atomic.Int64
+	s := &bcastSink{m: 10, acks: &acks, maxLat: make([]int64, 10), count: make([]int64, 10)}
+	a, b := &wsConn{}, &wsConn{sse: true}
+	// a: the channel ordered publication 2 before 1 (seq 1, 2): in order.
+	s.text(a, ws(1, 2), nil, 200)
+	s.text(a, ws(2, 1), nil, 200)
+	// a: seq 4 came before seq 3: one anomaly; 5 after 3 is in order again.
+	s.text(a, ws(4, 4), nil, 200)
+	s.text(a, ws(3, 3), nil, 200)
+	s.text(a, ws(5, 5), nil, 200)
+	// b (SSE): data without an envelope, the sequence in the id line.
+	sse := func(n int) []byte { return []byte(fmt.Sprintf(`{"t":100,"n":%d}`, n)) }
+	s.text(b, sse(0), []byte("7"), 200)
+	s.text(b, sse(1), []byte("7"), 200) // the same seq again: not greater
+	s.text(b, sse(2), []byte("9"), 200)
+	if s.got.Load() != 8 || s.withSeq != 8 || s.withoutSeq != 0 || s.outOfOrder != 2 {
+		t.Fatalf("got %d withSeq %d withoutSeq %d outOfOrder %d", s.got.Load(), s.withSeq, s.withoutSeq, s.outOfOrder)
+	}
+	tot := mergeBcast([]*bcastSink{s}, 10)
+	if checked, out, without := tot.order(); !checked || out == nil || *out != 2 || without != 0 {
+		t.Fatalf("order: checked %v out %v without %d", checked, out, without)
+	}
+	// Some deliveries with a sequence and some without: not checked, but
+	// what was seen is still told.
+	s.text(b, sse(3), nil, 200)
+	tot = mergeBcast([]*bcastSink{s}, 10)
+	if checked, out, without := tot.order(); checked || out == nil || without != 1 {
+		t.Fatalf("mixed: checked %v out %v without %d", checked, out, without)
+	}
+}
+
+func TestEventSeq(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{`{"event":"tick","channel":"bench:all","id":"17","data":{"t":1,"n":2}}`, 17, true},
+		{`{"event":"tick","channel":"bench:all","data":{"t":1,"n":2}}`, 0, false},
+		// A notification's data has an "id" (a ULID) too: only the envelope's counts.
+		{`{"event":"notification","channel":"user:u","data":{"id":"01M84WWD154RWCTY1AMFMTMBQP","seq":9}}`, 0, false},
+		{`{"event":"notification","channel":"user:u","id":"9","data":{"id":"01M84WWD154RWCTY1AMFMTMBQP","seq":9}}`, 9, true},
+		{`{"event":"x","channel":"c","id":"abc","data":null}`, 0, false},
+		{`{"event":"x","channel":"c","id":"","data":null}`, 0, false},
+		{`{"event":"x","channel":"c","id":"12`, 0, false},
+	} {
+		v, ok := eventSeq(&wsConn{}, []byte(c.in), nil)
+		if v != c.want || ok != c.ok {
+			t.Errorf("%s: got %d %v, want %d %v", c.in, v, ok, c.want, c.ok)
+		}
+	}
+	sse := &wsConn{sse: true}
+	for _, c := range []struct {
+		id   []byte
+		want int64
+		ok   bool
+	}{{[]byte("42"), 42, true}, {nil, 0, false}, {[]byte(""), 0, false}, {[]byte("4a"), 0, false}, {[]byte("0"), 0, true}} {
+		if v, ok := eventSeq(sse, []byte(`{"id":"5","t":1}`), c.id); v != c.want || ok != c.ok {
+			t.Errorf("sse id %q: got %d %v", c.id, v, ok)
+		}
+	}
+}
+
+type sseEvent struct{ id, data string }
+
+func collectSSE(t *testing.T, stream []byte) ([]sseEvent, int) {
+	t.Helper()
+	var got []sseEvent
+	var scratch []byte
+	used, err := parseSSE(stream, &scratch, func(id, data []byte) {
+		e := sseEvent{data: string(data)}
+		if id != nil {
+			e.id = "=" + string(id) // tells an empty id line from none
+		}
+		got = append(got, e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, used
+}
+
+func TestParseSSE(t *testing.T) {
+	stream := []byte("\n" + // the blank line after ": ok", carried from the handshake
+		"id: 1\nevent: tick\ndata: {\"t\":5,\"n\":0}\n\n" +
+		": keep-alive\n\n" +
+		"retry: 3000\n\n" +
+		"event: tick\ndata: {\"t\":6,\"n\":1}\n\n" + // no history: no id
+		"id: 3\r\nevent: notification\r\ndata: first\r\ndata:second\r\ndata: third\r\n\r\n" +
+		"data\n\n" + // a data field with no colon: empty data, still an event
+		"id\nevent: read\n\n" + // no data: not dispatched
+		": comment\nid: 4\ndata: {\"t\":7}\n\n")
+	want := []sseEvent{
+		{"=1", `{"t":5,"n":0}`},
+		{"", `{"t":6,"n":1}`},
+		{"=3", "first\nsecond\nthird"},
+		{"", ""},
+		{"=4", `{"t":7}`},
+	}
+	got, used := collectSSE(t, stream)
+	if used != len(stream) || !slices.Equal(got, want) {
+		t.Fatalf("used %d of %d\ngot  %q\nwant %q", used, len(stream), got, want)
+	}
+	// Cut at every point: the complete events come out whole, once; the
+	// rest waits for more bytes.
+	for cut := 0; cut <= len(stream); cut++ {
+		got1, used1 := collectSSE(t, stream[:cut])
+		rest := append(append([]byte(nil), stream[used1:cut]...), stream[cut:]...)
+		got2, used2 := collectSSE(t, rest)
+		if used2 != len(rest) || !slices.Equal(append(got1, got2...), want) {
+			t.Fatalf("cut %d: used %d of %d, got %q", cut, used2, len(rest), append(got1, got2...))
+		}
+	}
+	// An incomplete event is left whole.
+	part := []byte("id: 9\ndata: {\"t\":1}\n")
+	if got, used := collectSSE(t, part); len(got) != 0 || used != 0 {
+		t.Fatalf("incomplete: %q, used %d", got, used)
+	}
+	// An endless event is refused.
+	var scratch []byte
+	if _, err := parseSSE(bytes.Repeat([]byte("data: x\n"), maxFramePayload/8+2), &scratch, func(_, _ []byte) {}); err == nil {
+		t.Fatal("endless event accepted")
+	}
+}
+
+func TestParseSSENoAlloc(t *testing.T) {
+	stream := []byte("id: 12\nevent: tick\ndata: {\"t\":1795000000123456789,\"n\":3}\n\n: keep-alive\n\n")
+	var scratch []byte
+	n := 0
+	fn := func(id, data []byte) { n += len(id) + len(data) }
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := parseSSE(stream, &scratch, fn); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per parse", allocs)
+	}
+}
+
+func TestAppendNotification(t *testing.T) {
+	b := appendNotification(nil, []int32{3, 0, 17}, 1795000000123456789)
+	want := `{"users":["bench-3","bench-0","bench-17"],"title":"x","data":{"t":1795000000123456789}}`
+	if string(b) != want {
+		t.Fatalf("got %s", b)
+	}
+	for _, k := range []int{1, 5, 50} {
+		p := newUserPicker(50, k)
+		for range 20 {
+			us := p.next()
+			seen := map[int32]bool{}
+			for _, u := range us {
+				if u < 0 || u >= 50 || seen[u] {
+					t.Fatalf("k=%d: users %v", k, us)
+				}
+				seen[u] = true
+			}
+			if len(us) != k {
+				t.Fatalf("k=%d: %d users", k, len(us))
+			}
+		}
+	}
+}
+
+func TestFloorFrame(t *testing.T) {
+	f := floorFrame("bench:all", 16, 1795000000123456789)
+	var got []string
+	used, err := parseFrames(f, func(op byte, fin bool, p []byte) {
+		if op != opText || !fin {
+			t.Fatalf("op %d fin %v", op, fin)
+		}
+		got = append(got, string(p))
+	})
+	want := `{"event":"tick","channel":"bench:all","id":"17","data":{"t":1795000000123456789,"n":16}}`
+	if err != nil || used != len(f) || len(got) != 1 || got[0] != want {
+		t.Fatalf("used %d of %d, err %v, got %q", used, len(f), err, got)
+	}
+	if v, ok := eventSeq(&wsConn{}, []byte(got[0]), nil); !ok || v != 17 {
+		t.Fatalf("seq %d %v", v, ok)
+	}
+	long := unmaskedText(bytes.Repeat([]byte("x"), 300))
+	if long[1] != 126 || len(long) != 304 {
+		t.Fatalf("300-byte frame header % x", long[:4])
 	}
 }
 
@@ -276,7 +474,7 @@ type recorder struct {
 	texts []string
 }
 
-func (r *recorder) text(_ *wsConn, p []byte, _ int64) {
+func (r *recorder) text(_ *wsConn, p, _ []byte, _ int64) {
 	r.mu.Lock()
 	r.texts = append(r.texts, string(p))
 	r.mu.Unlock()
@@ -366,5 +564,101 @@ func TestDialAndRead(t *testing.T) {
 	}
 	if end := rd.firstEndText(); end != `close 1000 "bye"` {
 		t.Fatalf("end %q", end)
+	}
+}
+
+// idRecorder records SSE events with their id lines.
+type idRecorder struct {
+	mu     sync.Mutex
+	events []sseEvent
+}
+
+func (r *idRecorder) text(_ *wsConn, p, id []byte, _ int64) {
+	e := sseEvent{data: string(p)}
+	if id != nil {
+		e.id = "=" + string(id)
+	}
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+func (r *idRecorder) got() []sseEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+// A loopback peer speaking a Tidings SSE stream: dialSSE sends the
+// channel, the token and Last-Event-ID; the reader takes an event that
+// came with the answer head, joins an event split across writes, drops
+// keep-alive comments, and sees the end of the stream.
+func TestDialSSEAndRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Skip("no loopback:", err)
+	}
+	defer ln.Close()
+	reqLine := make(chan string, 2)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
+			}
+			if strings.HasPrefix(line, "GET ") || strings.HasPrefix(line, "Last-Event-ID:") {
+				reqLine <- strings.TrimSpace(line)
+			}
+		}
+		// The head, the first lines and a first event in one write.
+		_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\nretry: 3000\n\n: ok\n\n" +
+			"id: 1\nevent: tick\ndata: {\"t\":5,\"n\":0}\n\n"))
+		ev := "id: 2\nevent: tick\ndata: {\"t\":6,\"n\":1}\n\n"
+		_, _ = c.Write([]byte(ev[:9]))
+		time.Sleep(20 * time.Millisecond)
+		_, _ = c.Write([]byte(ev[9:] + ": keep-alive\n\n"))
+		time.Sleep(20 * time.Millisecond)
+		_, _ = c.Write([]byte("event: tick\ndata: {\"t\":7,\"n\":2}\n\n"))
+		time.Sleep(100 * time.Millisecond)
+	}()
+	c, err := dialSSE(ln.Addr().String(), "/v1/sse", "channel=bench%3Aall", "tok", "17", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !c.sse {
+		t.Fatal("not marked SSE")
+	}
+	if got := <-reqLine; got != "GET /v1/sse?channel=bench%3Aall&token=tok HTTP/1.1" {
+		t.Fatalf("request line %q", got)
+	}
+	if got := <-reqLine; got != "Last-Event-ID: 17" {
+		t.Fatalf("header %q", got)
+	}
+	rec := &idRecorder{}
+	rd, err := newReaders(1, 1, newClock(), func(int) textHandler { return rec })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.close()
+	if err := rd.add(c); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(5*time.Second, func() bool { return rd.closes.Load() == 1 }) {
+		t.Fatal("end of stream not seen")
+	}
+	want := []sseEvent{{"=1", `{"t":5,"n":0}`}, {"=2", `{"t":6,"n":1}`}, {"", `{"t":7,"n":2}`}}
+	if got := rec.got(); !slices.Equal(got, want) {
+		t.Fatalf("events %q", got)
+	}
+	if rd.badFrames.Load() != 0 {
+		t.Fatalf("%d bad frames", rd.badFrames.Load())
 	}
 }

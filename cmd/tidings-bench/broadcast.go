@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -21,6 +22,7 @@ var (
 
 type broadcastResult struct {
 	Scenario         string    `json:"scenario"`
+	Transport        string    `json:"transport"`
 	Conns            int       `json:"conns"`
 	Channel          string    `json:"channel"`
 	Publishes        int       `json:"publishes"`
@@ -41,35 +43,42 @@ type broadcastResult struct {
 	ServerCPUPerDel  *float64  `json:"server_cpu_us_per_delivery,omitempty"`
 	ClientCPUPerDel  *float64  `json:"client_cpu_us_per_delivery,omitempty"`
 	Duplicates       int64     `json:"duplicates"`
-	Reordered        int64     `json:"reordered"`
-	ErrorReplies     int64     `json:"error_replies"`
-	OtherFrames      int64     `json:"other_frames"`
-	ServerCloses     int64     `json:"server_closes"`
-	BadFrames        int64     `json:"bad_frames"`
-	WindowS          float64   `json:"window_s"`
-	OtherCPUSec      *float64  `json:"other_cpu_s,omitempty"`
+	// The order check: by the server's sequence (the envelope's "id" on a
+	// WebSocket, the id line over SSE), which only channels that keep
+	// history carry; without it the check is not done.
+	OrderChecked bool     `json:"order_checked"`
+	OutOfOrder   *int64   `json:"out_of_channel_order,omitempty"`
+	WithoutSeq   int64    `json:"deliveries_without_seq,omitempty"` // when some deliveries had a sequence and some not
+	ErrorReplies int64    `json:"error_replies"`
+	OtherFrames  int64    `json:"other_frames"`
+	ServerCloses int64    `json:"server_closes"`
+	BadFrames    int64    `json:"bad_frames"`
+	WindowS      float64  `json:"window_s"`
+	OtherCPUSec  *float64 `json:"other_cpu_s,omitempty"`
 	serverFigures
 }
 
 // bcastSink records the deliveries one read loop sees.
 type bcastSink struct {
-	m         int
-	acks      *atomic.Int64
-	got       atomic.Int64
-	errs      atomic.Int64
-	lat       []int64
-	maxLat    []int64 // per publication: its last delivery
-	count     []int64 // per publication
-	lastRecv  int64
-	dups      int64
-	reordered int64
-	other     int64
-	mu        sync.Mutex
-	firstErr  string
+	m          int
+	acks       *atomic.Int64
+	got        atomic.Int64
+	errs       atomic.Int64
+	lat        []int64
+	maxLat     []int64 // per publication: its last delivery
+	count      []int64 // per publication
+	lastRecv   int64
+	dups       int64
+	outOfOrder int64 // deliveries whose server sequence was not above the previous one's
+	withSeq    int64 // deliveries that carried a server sequence
+	withoutSeq int64
+	other      int64
+	mu         sync.Mutex
+	firstErr   string
 }
 
-func (s *bcastSink) text(c *wsConn, p []byte, now int64) {
-	if bytes.HasPrefix(p, ackPrefix) {
+func (s *bcastSink) text(c *wsConn, p, id []byte, now int64) {
+	if !c.sse && bytes.HasPrefix(p, ackPrefix) {
 		if c.acked.CompareAndSwap(false, true) {
 			s.acks.Add(1)
 		}
@@ -94,8 +103,7 @@ func (s *bcastSink) text(c *wsConn, p []byte, now int64) {
 		return
 	}
 	n := int(n64)
-	// Concurrent publishes have no set order, so a connection's
-	// deliveries are checked against a bitmap, not a sequence.
+	// Duplicates are found by the publication index, in a bitmap.
 	if c.seen == nil {
 		c.seen = make([]uint64, (s.m+63)/64)
 	}
@@ -105,10 +113,17 @@ func (s *bcastSink) text(c *wsConn, p []byte, now int64) {
 		return
 	}
 	c.seen[w] |= bit
-	if n < c.next {
-		s.reordered++
+	// Order is checked against the server's sequence, not the publication
+	// index: concurrent publishes have no order until the channel gives
+	// them one.
+	if seq, ok := eventSeq(c, p, id); ok {
+		s.withSeq++
+		if orderCheck(c, seq) {
+			s.outOfOrder++
+		}
+	} else {
+		s.withoutSeq++
 	}
-	c.next = max(c.next, n+1)
 	l := now - t
 	s.lat = append(s.lat, l)
 	s.maxLat[n] = max(s.maxLat[n], l)
@@ -123,8 +138,12 @@ func runBroadcast(args []string) error {
 	rate := fs.Float64("rate", 1, "publishes per second")
 	channel := fs.String("channel", "bench:all", "channel every connection subscribes to")
 	inflight := fs.Int("inflight", 16, "publish requests in flight at most")
+	tf := addTransportFlags(fs)
 	_ = fs.Parse(args)
 	if err := cm.finish(*n, true); err != nil {
+		return err
+	}
+	if err := tf.apply(cm, "channel="+url.QueryEscape(*channel)); err != nil {
 		return err
 	}
 	if *m <= 0 || *rate <= 0 || *inflight <= 0 {
@@ -136,9 +155,14 @@ func runBroadcast(args []string) error {
 	if err != nil {
 		return err
 	}
+	subscribe := fmt.Sprintf("%d sent again (%d error replies)", res.SubscribeRetries, res.SubscribeErrors)
+	if cm.sse {
+		subscribe = "by the stream's GET (subscribed once \": ok\" arrived)"
+	}
+	order := orderText(res.OrderChecked, res.OutOfOrder, res.WithoutSeq)
 	emit(res, [][2]string{
-		{"connections", fmt.Sprintf("%d (%.0f connects/s)", res.Conns, res.ConnectsPerSec)},
-		{"subscribe", fmt.Sprintf("%d sent again (%d error replies)", res.SubscribeRetries, res.SubscribeErrors)},
+		{"connections", fmt.Sprintf("%d %s (%.0f connects/s)", res.Conns, res.Transport, res.ConnectsPerSec)},
+		{"subscribe", subscribe},
 		{"publishes", fmt.Sprintf("%d at %g/s to %s (%d failed)", res.Publishes, res.Rate, res.Channel, res.PublishErrors)},
 		{"deliveries", fmt.Sprintf("%d of %d (%.4f)", res.Deliveries, res.Expected, res.Completeness)},
 		{"deliveries/s", fmt.Sprintf("%.0f (first publish to last delivery)", res.DeliveriesPerSec)},
@@ -150,8 +174,9 @@ func runBroadcast(args []string) error {
 		{"client CPU", optional(res.ClientCPUPerDel, "%.3f µs per delivery")},
 		{"other load", otherLoad(res.OtherCPUSec, res.WindowS)},
 		{"server RSS", fmt.Sprintf("%.1f MiB, %d threads", res.RSSMiB, res.Threads)},
-		{"anomalies", fmt.Sprintf("%d duplicates, %d out of publish order, %d error replies, %d other frames, %d closed by server, %d bad frames",
-			res.Duplicates, res.Reordered, res.ErrorReplies, res.OtherFrames, res.ServerCloses, res.BadFrames)},
+		{"order", order},
+		{"anomalies", fmt.Sprintf("%d duplicates, %d error replies, %d other frames, %d closed by server, %d bad frames",
+			res.Duplicates, res.ErrorReplies, res.OtherFrames, res.ServerCloses, res.BadFrames)},
 	})
 	if res.Completeness < 1 || res.PublishErrors > 0 || res.Duplicates > 0 || res.ErrorReplies > 0 {
 		return errFailed
@@ -190,10 +215,19 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 	}
 	defer stopReaders()
 
+	// A WebSocket subscribes with a message and counts once its answer
+	// came; an SSE stream was subscribed by its GET once ": ok" came.
 	sub := []byte(`{"op":"subscribe","channel":` + strconv.Quote(channel) + `}`)
 	d := dialAll(cm, tokens, false, func(c *wsConn) error {
+		if c.sse {
+			c.acked.Store(true)
+			acks.Add(1)
+		}
 		if err := rd.add(c); err != nil {
 			return err
+		}
+		if c.sse {
+			return nil
 		}
 		return c.sendText(sub)
 	})
@@ -294,51 +328,23 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 	stopReaders()
 
 	// Merge the loops' records.
-	res := &broadcastResult{Scenario: "broadcast", Conns: n, Channel: channel, Publishes: m, Rate: rate,
+	res := &broadcastResult{Scenario: "broadcast", Transport: transportName(cm), Conns: n, Channel: channel, Publishes: m, Rate: rate,
 		ConnectsPerSec: round3(d.perSecond()), SubscribeRetries: retries, PublishErrors: int(pubErrs.Load()),
 		Expected: int64(n) * int64(m), ServerCloses: rd.closes.Load(), BadFrames: rd.badFrames.Load(), WindowS: window, OtherCPUSec: otherS,
 		serverFigures: figs}
-	var all []int64
-	maxLat := make([]int64, m)
-	count := make([]int64, m)
-	var lastRecv int64
-	for _, s := range sinks {
-		all = append(all, s.lat...)
-		for i := range m {
-			maxLat[i] = max(maxLat[i], s.maxLat[i])
-			count[i] += s.count[i]
-		}
-		lastRecv = max(lastRecv, s.lastRecv)
-		res.Duplicates += s.dups
-		res.Reordered += s.reordered
-		res.OtherFrames += s.other
-		res.ErrorReplies += s.errs.Load()
-	}
+	tot := mergeBcast(sinks, m)
+	res.Duplicates, res.OtherFrames = tot.dups, tot.other
+	res.OrderChecked, res.OutOfOrder, res.WithoutSeq = tot.order()
 	res.SubscribeErrors = subErrs
-	res.ErrorReplies -= subErrs
-	res.Deliveries = int64(len(all))
-	res.Completeness = round3(float64(res.Deliveries) / float64(res.Expected))
-	if res.Deliveries < res.Expected && res.Completeness == 1 {
-		res.Completeness = 0.999
+	res.ErrorReplies = tot.errs - subErrs
+	res.Deliveries = int64(len(tot.all))
+	res.Completeness = completeness(res.Deliveries, res.Expected)
+	if tot.lastRecv > firstSend {
+		res.DeliveriesPerSec = round3(float64(res.Deliveries) / (float64(tot.lastRecv-firstSend) / 1e9))
 	}
-	if lastRecv > firstSend {
-		res.DeliveriesPerSec = round3(float64(res.Deliveries) / (float64(lastRecv-firstSend) / 1e9))
-	}
-	res.Latency = summarise(all)
-	var lasts, bursts []int64
-	for i := range m {
-		if count[i] > 0 {
-			lasts = append(lasts, maxLat[i])
-			if maxLat[i] > 0 {
-				bursts = append(bursts, int64(float64(count[i])/(float64(maxLat[i])/1e9)))
-			}
-		}
-	}
-	res.Last = summarise(lasts)
-	if len(bursts) > 0 {
-		slices.Sort(bursts)
-		res.BurstPerSec = float64(percentile(bursts, 50))
-	}
+	res.Latency = summarise(tot.all)
+	res.Last = summarise(tot.lasts)
+	res.BurstPerSec = tot.burst
 	res.PublishRTT = summarise(rtt)
 	if cpuOK {
 		v := round3(cpuS)
@@ -347,6 +353,85 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 	res.ServerCPUPerDel = perUnit(cpuS, cpuOK, res.Deliveries)
 	res.ClientCPUPerDel = perUnit(cliS, cliOK, res.Deliveries)
 	return res, nil
+}
+
+// bcastTotals is what the sinks of every read loop saw, merged.
+type bcastTotals struct {
+	all                                                []int64 // every delivery's latency
+	lasts                                              []int64 // per publication delivered at all: its last delivery's latency
+	burst                                              float64 // median over publications of deliveries / last delivery's latency
+	lastRecv                                           int64   // the last delivery's arrival
+	dups, outOfOrder, withSeq, withoutSeq, other, errs int64
+}
+
+func mergeBcast(sinks []*bcastSink, m int) bcastTotals {
+	var t bcastTotals
+	maxLat := make([]int64, m)
+	count := make([]int64, m)
+	for _, s := range sinks {
+		t.all = append(t.all, s.lat...)
+		for i := range m {
+			maxLat[i] = max(maxLat[i], s.maxLat[i])
+			count[i] += s.count[i]
+		}
+		t.lastRecv = max(t.lastRecv, s.lastRecv)
+		t.dups += s.dups
+		t.outOfOrder += s.outOfOrder
+		t.withSeq += s.withSeq
+		t.withoutSeq += s.withoutSeq
+		t.other += s.other
+		t.errs += s.errs.Load()
+	}
+	var bursts []int64
+	for i := range m {
+		if count[i] > 0 {
+			t.lasts = append(t.lasts, maxLat[i])
+			if maxLat[i] > 0 {
+				bursts = append(bursts, int64(float64(count[i])/(float64(maxLat[i])/1e9)))
+			}
+		}
+	}
+	if len(bursts) > 0 {
+		slices.Sort(bursts)
+		t.burst = float64(percentile(bursts, 50))
+	}
+	return t
+}
+
+// order is the outcome of the order check: done when every delivery
+// carried the server's sequence; the count of deliveries out of channel
+// order when any did (nil when none did); the deliveries without one when
+// some had one and some not.
+func (t *bcastTotals) order() (checked bool, outOfOrder *int64, without int64) {
+	if t.withSeq == 0 {
+		return false, nil, 0
+	}
+	v := t.outOfOrder
+	return t.withoutSeq == 0, &v, t.withoutSeq
+}
+
+// completeness is got/want, three decimals, and below 1 when got < want.
+func completeness(got, want int64) float64 {
+	if want <= 0 {
+		return 0
+	}
+	c := round3(float64(got) / float64(want))
+	if got < want && c == 1 {
+		c = 0.999
+	}
+	return c
+}
+
+// orderText is the table's line of the order check.
+func orderText(checked bool, outOfOrder *int64, without int64) string {
+	if outOfOrder == nil {
+		return "not checked: the deliveries carry no server sequence (a channel without history)"
+	}
+	s := fmt.Sprintf("%d out of channel order (by the server's sequence)", *outOfOrder)
+	if !checked {
+		s += fmt.Sprintf("; %d deliveries without a sequence", without)
+	}
+	return s
 }
 
 // waitQuiet waits until done holds, or progress has not moved for quiet,

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"time"
 )
 
@@ -21,18 +19,10 @@ type idleResult struct {
 func runIdle(args []string) error {
 	fs, cm, n := newFlags("idle", 10000)
 	settle := fs.Duration("settle", 3*time.Second, "wait before reading memory")
-	transport := fs.String("transport", "ws", "ws (WebSocket at --url) or sse (Server-Sent Events at --sse-path on the same host)")
-	ssePath := fs.String("sse-path", "/v1/sse", "SSE path, with --transport sse")
+	tf := addTransportFlags(fs)
 	_ = fs.Parse(args)
-	switch *transport {
-	case "ws":
-	case "sse":
-		path := *ssePath
-		cm.dial = func(u *url.URL, token string, timeout time.Duration) (*wsConn, error) {
-			return dialSSE(u.Host, path, token, timeout)
-		}
-	default:
-		return usageError("--transport is ws or sse")
+	if err := tf.apply(cm, ""); err != nil {
+		return err
 	}
 	if cm.pid == 0 || cm.secret == "" {
 		return usageError("--pid and --secret are required")
@@ -45,7 +35,7 @@ func runIdle(args []string) error {
 	if err != nil {
 		return err
 	}
-	res.Transport = *transport
+	res.Transport = tf.name
 	emit(res, [][2]string{
 		{"connections", fmt.Sprint(res.Conns) + " " + res.Transport},
 		{"connects/s", fmt.Sprintf("%.0f", res.ConnectsPerSec)},
@@ -76,20 +66,4 @@ func idle(cm *common, n int, settle time.Duration) (idleResult, error) {
 	}
 	return idleResult{Scenario: "idle", Conns: n, ConnectsPerSec: d.perSecond(),
 		RSSBefore: before, RSSAfter: after, KiBPerConn: float64(after-before) / 1024 / float64(n), Threads: threads}, nil
-}
-
-// dialSSE opens a Server-Sent Events stream with token and returns once
-// the server's ": ok" comment arrived (the stream is subscribed). What the
-// stream sends later is never read: the connection stays idle.
-func dialSSE(host, path, token string, timeout time.Duration) (*wsConn, error) {
-	c, err := net.DialTimeout("tcp", host, timeout)
-	if err != nil {
-		return nil, err
-	}
-	req := "GET " + path + "?token=" + url.QueryEscape(token) + " HTTP/1.1\r\nHost: " + host +
-		"\r\nAccept: text/event-stream\r\n\r\n"
-	if _, err := handshake(c, req, " 200 ", ": ok\n", timeout); err != nil {
-		return nil, err
-	}
-	return &wsConn{Conn: c, fd: -1}, nil
 }

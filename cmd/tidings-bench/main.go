@@ -2,26 +2,55 @@
 // over loopback (docs/BENCHMARKS.md). Each scenario prints one JSON line,
 // then a table, and exits non-zero when the run failed.
 //
-//	tidings-bench idle      --pid PID --secret S --n 15000
-//	tidings-bench broadcast --pid PID --secret S --api-key K --n 15000 --publishes 20 --rate 1
-//	tidings-bench personal  --pid PID --secret S --api-key K --n 2000 --rate 2000 --duration 10s
-//	tidings-bench storm     --pid PID --secret S --n 10000
+//	tidings-bench idle      --pid PID --secret S --n 15000 [--transport sse]
+//	tidings-bench broadcast --pid PID --secret S --api-key K --n 15000 --publishes 20 --rate 1 [--transport sse]
+//	tidings-bench personal  --pid PID --secret S --api-key K --n 2000 --rate 2000 --duration 10s [--batch 50] [--transport sse]
+//	tidings-bench storm     --pid PID --secret S --n 10000 [--transport sse]
+//	tidings-bench floor     --n 15000 --publishes 20 --rate 1 [--writers 2]
 //
-// idle: opens N authenticated WebSocket connections (one user each, token
-// minted with the server's HS256 secret), then reports connects/s and the
+// idle: opens N authenticated connections (one user each, token minted
+// with the server's HS256 secret), then reports connects/s and the
 // server's resident memory per connection, read from /proc/PID/status.
 // The client keeps no goroutine and no buffer per connection, so it costs
 // little and measures the server, not itself.
 //
-// broadcast: N connections subscribe to one channel; M events are
-// published to it over HTTP at R per second; every delivery's latency is
-// measured from the send time carried in the event.
+// broadcast: N connections subscribe to one channel (--channel, default
+// bench:all); M events are published to it over HTTP at R per second;
+// every delivery's latency is measured from the send time carried in the
+// event. Order is checked per connection against the server's sequence of
+// the channel (the envelope's "id" on a WebSocket, the "id:" line over
+// SSE): a delivery whose sequence is not above the previous one's is "out
+// of channel order". Only channels of a namespace that keeps history
+// (history_size) carry a sequence; without one the check is not done
+// ("order_checked":false). The publication index is not an order:
+// publishes are concurrent requests.
 //
 // personal: N connected users; notifications to random users over HTTP at
-// R per second for a duration; latency from send to WebSocket delivery.
+// R notifications per second for a duration; latency from send to
+// delivery. With --batch K each request carries one notification to K
+// distinct random users (rate/K requests per second); counts and CPU are
+// per notification.
 //
 // storm: opens N connections, closes them all, and reconnects them all as
 // fast as the dial concurrency allows.
+//
+// floor: no server. The tool listens on 127.0.0.1, opens N TCP
+// connections to itself read by the same epoll loops as the other
+// scenarios, and writes a broadcast delivery's WebSocket frame to every
+// accepted socket, one write(2) per socket, from a thread locked to its OS
+// thread (--writers W: W such threads, each with a share of the sockets),
+// M rounds at R per second. The writers' own CPU time (getrusage
+// RUSAGE_THREAD) per write is the kernel's price of one delivery on this
+// machine: read broadcast's server CPU per delivery against it.
+//
+// Transports (--transport): ws, the default, is the WebSocket at --url;
+// sse is Server-Sent Events at --sse-path (default /v1/sse) on the same
+// host. An SSE stream is subscribed by its GET (broadcast:
+// ?channel=<channel>; personal, idle and storm: the user's personal
+// channel) once the server's ": ok" has arrived; the readers split its
+// events at the blank line and hand each event's data to the scenario as
+// a WebSocket text payload. storm's SSE reconnect is a plain GET: nothing
+// is published, so there is no Last-Event-ID to send.
 //
 // Shared flags: --url, --api, --api-key, --secret, --pid (optional except
 // for idle: without it the /proc figures are skipped), --c, --timeout.
@@ -30,6 +59,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -54,9 +84,16 @@ const usage = `usage: tidings-bench <scenario> [flags]
 
 scenarios:
   idle       N idle connections: connects/s, server RSS per connection
-  broadcast  one channel, N subscribers, M publishes at R/s: deliveries/s, latency
-  personal   N users, notifications at R/s for a duration: latency, notifications/s
+  broadcast  one channel, N subscribers, M publishes at R/s: deliveries/s, latency,
+             order by the server's sequence (channels that keep history)
+  personal   N users, notifications at R/s (--batch K per request) for a duration:
+             latency, notifications/s
   storm      N connections closed and reopened at once: reconnects/s
+  floor      no server: N loopback sockets of the tool's own, one frame written to
+             each per round (M rounds at R/s): the kernel's CPU per delivery
+
+idle, broadcast, personal and storm take --transport ws|sse (default ws);
+sse streams are opened at --sse-path (default /v1/sse) on the host of --url.
 
 Run "tidings-bench <scenario> -h" for a scenario's flags.`
 
@@ -76,6 +113,8 @@ func main() {
 		err = runPersonal(os.Args[2:])
 	case "storm":
 		err = runStorm(os.Args[2:])
+	case "floor":
+		err = runFloor(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Println(usage)
 		return
@@ -150,6 +189,40 @@ type common struct {
 	u *url.URL
 	// dial opens one connection; dialWS unless a scenario says otherwise.
 	dial func(u *url.URL, token string, timeout time.Duration) (*wsConn, error)
+	sse  bool // connections are SSE streams (--transport sse)
+}
+
+// transportFlags are --transport and --sse-path.
+type transportFlags struct {
+	name    string
+	ssePath string
+}
+
+func addTransportFlags(fs *flag.FlagSet) *transportFlags {
+	t := &transportFlags{}
+	fs.StringVar(&t.name, "transport", "ws", "ws (WebSocket at --url) or sse (Server-Sent Events at --sse-path on the same host)")
+	fs.StringVar(&t.ssePath, "sse-path", "/v1/sse", "SSE path, with --transport sse")
+	return t
+}
+
+// apply sets how cm dials: over SSE, a GET of the SSE path with query (the
+// channels; empty for the user's personal channel) and the token.
+func (t *transportFlags) apply(cm *common, query string) error {
+	switch t.name {
+	case "ws":
+	case "sse":
+		if !strings.HasPrefix(t.ssePath, "/") {
+			return usageError("--sse-path must start with /")
+		}
+		path := t.ssePath
+		cm.sse = true
+		cm.dial = func(u *url.URL, token string, timeout time.Duration) (*wsConn, error) {
+			return dialSSE(u.Host, path, query, token, "", timeout)
+		}
+	default:
+		return usageError("--transport is ws or sse")
+	}
+	return nil
 }
 
 func newFlags(name string, defaultN int) (*flag.FlagSet, *common, *int) {
@@ -366,7 +439,7 @@ func newAPIClient(cm *common, conns int) *apiClient {
 // post sends body to path and returns the status (and, on a status other
 // than want, the start of the answer).
 func (a *apiClient) post(ctx context.Context, path string, body []byte, want int) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
@@ -402,4 +475,12 @@ func readServerFigures(pid int) serverFigures {
 		return serverFigures{}
 	}
 	return serverFigures{RSSMiB: round3(float64(rss) / (1 << 20)), Threads: th}
+}
+
+// transportName is "ws" or "sse", for the reports.
+func transportName(cm *common) string {
+	if cm.sse {
+		return "sse"
+	}
+	return "ws"
 }

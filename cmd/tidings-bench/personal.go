@@ -6,6 +6,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,19 +16,22 @@ var pongPrefix = []byte(`{"op":"pong"`)
 
 type personalResult struct {
 	Scenario        string    `json:"scenario"`
+	Transport       string    `json:"transport"`
 	Conns           int       `json:"conns"`
-	Rate            float64   `json:"rate"`
+	Rate            float64   `json:"rate"` // notifications per second
+	Batch           int       `json:"batch"`
 	DurationS       float64   `json:"duration_s"`
 	Workers         int       `json:"workers"`
 	ConnectsPerSec  float64   `json:"connects_per_s"`
-	Sent            int64     `json:"sent"`
-	Acknowledged    int64     `json:"acknowledged"`
-	HTTPErrors      int64     `json:"http_errors"`
+	Requests        int64     `json:"requests"`
+	Sent            int64     `json:"sent"`         // notifications
+	Acknowledged    int64     `json:"acknowledged"` // notifications of requests answered 202
+	HTTPErrors      int64     `json:"http_errors"`  // requests
 	Delivered       int64     `json:"delivered"`
 	Completeness    float64   `json:"completeness"`
 	AchievedPerSec  float64   `json:"achieved_per_s"`
 	Latency         latencies `json:"latency"`
-	HTTPRTT         latencies `json:"http_rtt"`
+	HTTPRTT         latencies `json:"http_rtt"` // per request
 	ServerCPUSec    *float64  `json:"server_cpu_s,omitempty"`
 	ServerCPUPerNot *float64  `json:"server_cpu_us_per_notification,omitempty"`
 	ClientCPUPerNot *float64  `json:"client_cpu_us_per_notification,omitempty"`
@@ -47,8 +51,8 @@ type personalSink struct {
 	other int64
 }
 
-func (s *personalSink) text(c *wsConn, p []byte, now int64) {
-	if bytes.HasPrefix(p, pongPrefix) {
+func (s *personalSink) text(c *wsConn, p, _ []byte, now int64) {
+	if !c.sse && bytes.HasPrefix(p, pongPrefix) {
 		if c.acked.CompareAndSwap(false, true) {
 			s.pongs.Add(1)
 		}
@@ -68,26 +72,35 @@ func runPersonal(args []string) error {
 	rate := fs.Float64("rate", 2000, "notifications per second")
 	duration := fs.Duration("duration", 10*time.Second, "how long to send")
 	workers := fs.Int("workers", 64, "HTTP requests in flight at most (kept-alive connections)")
+	batch := fs.Int("batch", 1, "notifications per request, to as many distinct users (1 to 1000, at most --n)")
+	tf := addTransportFlags(fs)
 	_ = fs.Parse(args)
 	if err := cm.finish(*n, true); err != nil {
+		return err
+	}
+	if err := tf.apply(cm, ""); err != nil {
 		return err
 	}
 	if *rate <= 0 || *duration <= 0 || *workers <= 0 {
 		return usageError("--rate, --duration and --workers must be positive")
 	}
+	if *batch < 1 || *batch > 1000 || *batch > *n {
+		return usageError("--batch must be between 1 and min(1000, --n)")
+	}
 	watchdog(dialBound(cm, *n) + 3*cm.timeout + *duration + 2*time.Minute)
-	res, err := personal(cm, *n, *rate, *duration, *workers)
+	res, err := personal(cm, *n, *rate, *duration, *workers, *batch)
 	if err != nil {
 		return err
 	}
 	emit(res, [][2]string{
-		{"connections", fmt.Sprintf("%d users (%.0f connects/s)", res.Conns, res.ConnectsPerSec)},
-		{"target", fmt.Sprintf("%g/s for %gs, %d in flight at most", res.Rate, res.DurationS, res.Workers)},
-		{"sent", fmt.Sprintf("%d (%d acknowledged 202, %d failed)", res.Sent, res.Acknowledged, res.HTTPErrors)},
+		{"connections", fmt.Sprintf("%d users %s (%.0f connects/s)", res.Conns, res.Transport, res.ConnectsPerSec)},
+		{"target", fmt.Sprintf("%g notifications/s for %gs, %d per request (%g requests/s), %d in flight at most",
+			res.Rate, res.DurationS, res.Batch, res.Rate/float64(res.Batch), res.Workers)},
+		{"sent", fmt.Sprintf("%d notifications in %d requests (%d acknowledged 202, %d requests failed)", res.Sent, res.Requests, res.Acknowledged, res.HTTPErrors)},
 		{"achieved", fmt.Sprintf("%.0f notifications/s", res.AchievedPerSec)},
 		{"delivered", fmt.Sprintf("%d (%.4f of acknowledged)", res.Delivered, res.Completeness)},
 		{"send→delivery", res.Latency.String()},
-		{"HTTP answer", res.HTTPRTT.String()},
+		{"HTTP answer", res.HTTPRTT.String() + " per request"},
 		{"server CPU", optional(res.ServerCPUPerNot, "%.1f µs per notification")},
 		{"client CPU", optional(res.ClientCPUPerNot, "%.1f µs per notification")},
 		{"other load", otherLoad(res.OtherCPUSec, res.WindowS)},
@@ -100,7 +113,7 @@ func runPersonal(args []string) error {
 	return nil
 }
 
-func personal(cm *common, n int, rate float64, duration time.Duration, workers int) (*personalResult, error) {
+func personal(cm *common, n int, rate float64, duration time.Duration, workers, batch int) (*personalResult, error) {
 	tokens, err := mintTokens(cm.secret, n)
 	if err != nil {
 		return nil, err
@@ -126,11 +139,19 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers i
 	defer stopReaders()
 
 	// A ping answered means the server has set the connection up and, but
-	// for a narrow window, bound it to its user: notifications reach it.
+	// for a narrow window, bound it to its user: notifications reach it. An
+	// SSE stream is bound once its ": ok" came.
 	ping := []byte(`{"op":"ping"}`)
 	d := dialAll(cm, tokens, false, func(c *wsConn) error {
+		if c.sse {
+			c.acked.Store(true)
+			pongs.Add(1)
+		}
 		if err := rd.add(c); err != nil {
 			return err
+		}
+		if c.sse {
+			return nil
 		}
 		return c.sendText(ping)
 	})
@@ -163,11 +184,12 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers i
 	mach := newMachineMeter()
 	mach.start()
 
-	// The pacer hands out one ticket per notification on schedule; workers
-	// send one request per ticket. When every worker is busy the pacer
-	// waits, and the achieved rate falls below the target.
+	// The pacer hands out one ticket per request on schedule (rate/batch
+	// per second); workers send one request per ticket, each to batch
+	// distinct random users. When every worker is busy the pacer waits,
+	// and the achieved rate falls below the target.
 	tickets := make(chan struct{}, workers)
-	var sent, acked, httpErrs atomic.Int64
+	var requests, sent, acked, httpErrs atomic.Int64
 	var firstErr atomic.Value
 	var lastAck atomic.Int64
 	rtts := make([][]int64, workers)
@@ -176,11 +198,13 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers i
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			pick := newUserPicker(n, batch)
+			var body []byte
 			for range tickets {
-				user := mrand.IntN(n)
 				t := clk.now()
-				body := fmt.Appendf(nil, `{"users":["bench-%d"],"title":"x","data":{"t":%d}}`, user, t)
-				sent.Add(1)
+				body = appendNotification(body[:0], pick.next(), t)
+				requests.Add(1)
+				sent.Add(int64(batch))
 				_, err := api.post(context.Background(), "/v1/notifications", body, 202)
 				done := clk.now()
 				rtts[w] = append(rtts[w], done-t)
@@ -190,7 +214,7 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers i
 					}
 					continue
 				}
-				acked.Add(1)
+				acked.Add(int64(batch))
 				for {
 					l := lastAck.Load()
 					if done <= l || lastAck.CompareAndSwap(l, done) {
@@ -208,10 +232,11 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers i
 	end := time.NewTimer(duration)
 	defer end.Stop()
 	issued := int64(0)
-	total := int64(rate * duration.Seconds())
+	reqRate := rate / float64(batch)
+	total := int64(reqRate * duration.Seconds())
 pace:
 	for issued < total {
-		due := min(int64(rate*time.Since(start).Seconds())+1, total)
+		due := min(int64(reqRate*time.Since(start).Seconds())+1, total)
 		for ; issued < due; issued++ {
 			select {
 			case tickets <- struct{}{}:
@@ -225,7 +250,7 @@ pace:
 			break pace
 		}
 	}
-	if slack := int64(rate/100) + 1; total-issued <= slack { // within 10 ms of the schedule
+	if slack := int64(reqRate/100) + 1; total-issued <= slack { // within 10 ms of the schedule
 		for ; issued < total; issued++ {
 			tickets <- struct{}{}
 		}
@@ -249,8 +274,9 @@ pace:
 	figs := readServerFigures(cm.pid)
 	stopReaders()
 
-	res := &personalResult{Scenario: "personal", Conns: n, Rate: rate, DurationS: duration.Seconds(), Workers: workers,
-		ConnectsPerSec: round3(d.perSecond()), Sent: sent.Load(), Acknowledged: acked.Load(), HTTPErrors: httpErrs.Load(),
+	res := &personalResult{Scenario: "personal", Transport: transportName(cm), Conns: n, Rate: rate, Batch: batch,
+		DurationS: duration.Seconds(), Workers: workers,
+		ConnectsPerSec: round3(d.perSecond()), Requests: requests.Load(), Sent: sent.Load(), Acknowledged: acked.Load(), HTTPErrors: httpErrs.Load(),
 		ServerCloses: rd.closes.Load(), BadFrames: rd.badFrames.Load(), WindowS: window, OtherCPUSec: otherS, serverFigures: figs}
 	var all []int64
 	for _, s := range sinks {
@@ -280,4 +306,55 @@ pace:
 	res.ServerCPUPerNot = perUnit(cpuS, cpuOK, res.Acknowledged)
 	res.ClientCPUPerNot = perUnit(cliS, cliOK, res.Acknowledged)
 	return res, nil
+}
+
+// userPicker draws distinct random users for one request: the first k
+// places of a permutation of the n users after k steps of a Fisher–Yates
+// shuffle (the permutation stays one, so no draw allocates).
+type userPicker struct {
+	n, k int
+	perm []int32 // with k > 1
+	one  [1]int32
+}
+
+func newUserPicker(n, k int) *userPicker {
+	p := &userPicker{n: n, k: k}
+	if k > 1 {
+		p.perm = make([]int32, n)
+		for i := range p.perm {
+			p.perm[i] = int32(i)
+		}
+	}
+	return p
+}
+
+// next returns k distinct users, valid until the next call.
+func (p *userPicker) next() []int32 {
+	if p.k == 1 {
+		p.one[0] = int32(mrand.IntN(p.n))
+		return p.one[:]
+	}
+	for i := range p.k {
+		j := i + mrand.IntN(p.n-i)
+		p.perm[i], p.perm[j] = p.perm[j], p.perm[i]
+	}
+	return p.perm[:p.k]
+}
+
+// appendNotification appends a POST /v1/notifications body to b: one
+// notification to users, which carries the send time t in its data (each
+// user receives it as data.t of the notification).
+func appendNotification(b []byte, users []int32, t int64) []byte {
+	b = append(b, `{"users":[`...)
+	for i, u := range users {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `"bench-`...)
+		b = strconv.AppendInt(b, int64(u), 10)
+		b = append(b, '"')
+	}
+	b = append(b, `],"title":"x","data":{"t":`...)
+	b = strconv.AppendInt(b, t, 10)
+	return append(b, "}}"...)
 }

@@ -11,6 +11,7 @@ import (
 
 type stormResult struct {
 	Scenario         string         `json:"scenario"`
+	Transport        string         `json:"transport"`
 	Conns            int            `json:"conns"`
 	Concurrency      int            `json:"concurrency"`
 	ConnectsPerSec   float64        `json:"connects_per_s"`
@@ -32,8 +33,12 @@ type stormResult struct {
 func runStorm(args []string) error {
 	fs, cm, n := newFlags("storm", 10000)
 	settle := fs.Duration("settle", time.Second, "wait after closing when --pid is not given")
+	tf := addTransportFlags(fs)
 	_ = fs.Parse(args)
 	if err := cm.finish(*n, false); err != nil {
+		return err
+	}
+	if err := tf.apply(cm, ""); err != nil {
 		return err
 	}
 	watchdog(2*dialBound(cm, *n) + cm.timeout + *settle + 2*time.Minute)
@@ -50,7 +55,7 @@ func runStorm(args []string) error {
 		kinds = strings.Join(parts, ", ")
 	}
 	emit(res, [][2]string{
-		{"connections", fmt.Sprintf("%d, %d at once", res.Conns, res.Concurrency)},
+		{"connections", fmt.Sprintf("%d %s, %d at once", res.Conns, res.Transport, res.Concurrency)},
 		{"first connect", fmt.Sprintf("%.0f connects/s (%d errors)", res.ConnectsPerSec, res.ConnectErrors)},
 		{"server drained", fmt.Sprintf("%.2f s after the close", res.ServerDrainS)},
 		{"reconnect", fmt.Sprintf("%.0f reconnects/s (%d of %d)", res.ReconnectsPerSec, res.Reconnected, res.Conns)},
@@ -77,18 +82,23 @@ func storm(cm *common, n int, settle time.Duration) (*stormResult, error) {
 			return nil, fmt.Errorf("server descriptors: %w", err)
 		}
 	}
-	res := &stormResult{Scenario: "storm", Conns: n, Concurrency: cm.conc}
+	res := &stormResult{Scenario: "storm", Transport: transportName(cm), Conns: n, Concurrency: cm.conc}
 
 	first := dialAll(cm, tokens, true, nil)
 	res.ConnectsPerSec = round3(first.perSecond())
 	res.ConnectErrors = first.errs
 
-	// Everyone leaves at once, the way a restart or a network blip does it.
+	// Everyone leaves at once, the way a restart or a network blip does it
+	// (a WebSocket says so with a close frame; an SSE stream just closes).
+	// Nothing is published, so no SSE stream has an id to resume from: its
+	// reconnect is a plain GET, without Last-Event-ID.
 	bye := clientFrame(opClose, []byte{0x03, 0xe9}) // 1001 going away
 	closedAt := time.Now()
 	for _, c := range first.conns {
 		if c != nil {
-			_, _ = c.Write(bye)
+			if !c.sse {
+				_, _ = c.Write(bye)
+			}
 			_ = c.Close()
 		}
 	}

@@ -2,12 +2,15 @@ package main
 
 // The client side of RFC 6455, as little of it as the scenarios need: the
 // opening handshake, masked text frames out, and a reader for what the
-// server sends (unmasked text frames, pings, close). Reading is done by a
-// few epoll loops over every connection's socket, not by one goroutine per
-// connection, so the client stays cheap next to the server it measures.
+// server sends (unmasked text frames, pings, close). The same reader takes
+// Server-Sent Events streams (dialSSE): their events' data is handed on as
+// a WebSocket text payload is. Reading is done by a few epoll loops over
+// every connection's socket, not by one goroutine per connection, so the
+// client stays cheap next to the server it measures.
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -37,17 +40,20 @@ const (
 // maxFramePayload bounds what the reader accepts from the server.
 const maxFramePayload = 1 << 20
 
-// wsConn is one client connection.
+// wsConn is one client connection: a WebSocket, or an SSE stream when sse
+// is set.
 type wsConn struct {
 	net.Conn
-	idx int // position in the scenario's connection list
-	fd  int // set when the connection is handed to a reader
+	idx int  // position in the scenario's connection list
+	fd  int  // set when the connection is handed to a reader
+	sse bool // a Server-Sent Events stream, not a WebSocket
 
 	// Owned by the reader loop the connection belongs to.
-	carry []byte // an incomplete frame (or bytes that came with the handshake)
-	dead  bool
-	next  int      // scenario state: one past the highest publication index seen
-	seen  []uint64 // scenario state: publication indexes seen
+	carry   []byte // an incomplete frame or event (or bytes that came with the handshake)
+	dead    bool
+	seen    []uint64 // scenario state: publication indexes seen
+	lastSeq int64    // scenario state: the server sequence of the last delivery
+	hasSeq  bool     // scenario state: lastSeq is set
 
 	acked atomic.Bool // scenario state: the awaited reply has arrived
 }
@@ -161,6 +167,74 @@ func parseFrames(buf []byte, fn func(op byte, fin bool, payload []byte)) (int, e
 // read buffer.
 var handshakeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1024) }}
 
+// errSSE is a stream the reader refuses.
+var errSSE = errors.New("bad event stream from server")
+
+// parseSSE calls fn for every complete Server-Sent Events event at the
+// start of buf that has data, and returns how many bytes the complete
+// events (those ended by a blank line) took; what is left past it is an
+// incomplete event. fn gets the value of the event's id line (nil when it
+// had none) and its data: the values of its data lines joined with "\n",
+// built in *scratch when there are several (one data line is handed on in
+// place, with no copy). Comment lines (": keep-alive"), event and retry
+// lines, and events without data are taken and dropped. Lines end with
+// LF or CRLF (the server writes LF; a lone CR is not taken as a line end).
+func parseSSE(buf []byte, scratch *[]byte, fn func(id, data []byte)) (int, error) {
+	off := 0
+	for {
+		pos := off
+		var id, data []byte
+		nData := 0
+		for {
+			nl := bytes.IndexByte(buf[pos:], '\n')
+			if nl < 0 {
+				if len(buf)-off > maxFramePayload {
+					return off, fmt.Errorf("%w: an event of more than %d bytes", errSSE, maxFramePayload)
+				}
+				return off, nil
+			}
+			line := buf[pos : pos+nl]
+			pos += nl + 1
+			if len(line) > 0 && line[len(line)-1] == '\r' {
+				line = line[:len(line)-1]
+			}
+			if len(line) == 0 {
+				break // the end of the event
+			}
+			if line[0] == ':' {
+				continue // a comment
+			}
+			name, value := line, line[len(line):]
+			if i := bytes.IndexByte(line, ':'); i >= 0 {
+				name, value = line[:i], line[i+1:]
+				if len(value) > 0 && value[0] == ' ' {
+					value = value[1:]
+				}
+			}
+			switch string(name) {
+			case "data":
+				switch nData {
+				case 0:
+					data = value
+				case 1:
+					*scratch = append(append(append((*scratch)[:0], data...), '\n'), value...)
+					data = *scratch
+				default:
+					*scratch = append(append(*scratch, '\n'), value...)
+					data = *scratch
+				}
+				nData++
+			case "id":
+				id = value
+			}
+		}
+		if nData > 0 {
+			fn(id, data)
+		}
+		off = pos
+	}
+}
+
 // dialWS connects and performs the opening handshake with token in the
 // query. Bytes the server sent right after its answer are kept in carry.
 func dialWS(u *url.URL, token string, timeout time.Duration) (*wsConn, error) {
@@ -249,11 +323,92 @@ func connFD(c net.Conn) (int, error) {
 	return fd, nil
 }
 
-// textHandler receives the text frames of the connections of one reader
-// loop. It is called by that loop only (never concurrently), with now the
-// time of the read the frame came in.
+// dialSSE opens a Server-Sent Events stream at path with token (and query,
+// when not empty, before it) and returns once the server's ": ok" comment
+// arrived: the stream is subscribed. lastEventID, when not empty, is sent
+// as Last-Event-ID. Bytes the server sent after ": ok" are kept in carry.
+func dialSSE(host, path, query, token, lastEventID string, timeout time.Duration) (*wsConn, error) {
+	c, err := net.DialTimeout("tcp", host, timeout)
+	if err != nil {
+		return nil, err
+	}
+	q := "token=" + url.QueryEscape(token)
+	if query != "" {
+		q = query + "&" + q
+	}
+	req := "GET " + path + "?" + q + " HTTP/1.1\r\nHost: " + host + "\r\nAccept: text/event-stream\r\n"
+	if lastEventID != "" {
+		req += "Last-Event-ID: " + lastEventID + "\r\n"
+	}
+	carry, err := handshake(c, req+"\r\n", " 200 ", ": ok\n", timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &wsConn{Conn: c, fd: -1, sse: true, carry: carry}, nil
+}
+
+// textHandler receives the text frames (the data of SSE events) of the
+// connections of one reader loop. It is called by that loop only (never
+// concurrently), with now the time of the read the frame came in. id is
+// the value of an SSE event's id line; nil for a WebSocket frame and for
+// an event without one.
 type textHandler interface {
-	text(c *wsConn, payload []byte, now int64)
+	text(c *wsConn, payload, id []byte, now int64)
+}
+
+// keyID is the envelope's id: a channel's cursor, as a decimal string, on
+// events of channels that keep history. keyData starts the envelope's data.
+var (
+	keyID   = []byte(`"id":"`)
+	keyData = []byte(`"data":`)
+)
+
+// eventSeq is the server's sequence of a delivery: the numeric id line of
+// an SSE event, or the "id" of a WebSocket event frame's envelope (which
+// comes before its "data"). ok is false when it has none.
+func eventSeq(c *wsConn, payload, id []byte) (int64, bool) {
+	if c.sse {
+		return parseDecimal(id)
+	}
+	i := bytes.Index(payload, keyID)
+	if i < 0 {
+		return 0, false
+	}
+	if d := bytes.Index(payload[:i], keyData); d >= 0 {
+		return 0, false // an "id" of the data, not of the envelope
+	}
+	rest := payload[i+len(keyID):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return 0, false
+	}
+	return parseDecimal(rest[:end])
+}
+
+// parseDecimal reads a non-negative decimal integer that is all of b.
+func parseDecimal(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, ch := range b {
+		if ch < '0' || ch > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(ch-'0')
+	}
+	return v, true
+}
+
+// orderCheck is a connection's check of its deliveries against the
+// server's sequence: a delivery whose sequence is not greater than the
+// previous one's is out of channel order. It reports whether seq was out
+// of order. Concurrent publishes have no order of their own; the server's
+// sequence is the order the channel gave them.
+func orderCheck(c *wsConn, seq int64) bool {
+	out := c.hasSeq && seq <= c.lastSeq
+	c.lastSeq, c.hasSeq = seq, true
+	return out
 }
 
 // readers is a set of epoll loops reading every connection of a scenario.
@@ -275,13 +430,14 @@ type readers struct {
 }
 
 type readLoop struct {
-	r      *readers
-	epfd   int
-	file   *os.File // epfd, registered with the netpoller
-	h      textHandler
-	mu     sync.Mutex // held while frames are handled
-	buf    []byte
-	events []syscall.EpollEvent
+	r       *readers
+	epfd    int
+	file    *os.File // epfd, registered with the netpoller
+	h       textHandler
+	mu      sync.Mutex // held while frames are handled
+	buf     []byte
+	scratch []byte // joins the data lines of an SSE event
+	events  []syscall.EpollEvent
 }
 
 // newReaders makes loops reading up to n connections; handler(i) is the
@@ -415,31 +571,17 @@ func (l *readLoop) consume(c *wsConn, data []byte, now int64) {
 		c.carry = append(c.carry, data...)
 		data = c.carry
 	}
-	used, err := parseFrames(data, func(op byte, fin bool, p []byte) {
-		if c.dead {
-			return
-		}
-		switch op {
-		case opText:
-			if !fin {
-				l.r.badFrames.Add(1) // the server never fragments
-				return
+	var used int
+	var err error
+	if c.sse {
+		used, err = parseSSE(data, &l.scratch, func(id, p []byte) {
+			if !c.dead {
+				l.h.text(c, p, id, now)
 			}
-			l.h.text(c, p, now)
-		case opPing:
-			l.r.pings.Add(1)
-			_, _ = c.Write(clientFrame(opPong, p))
-		case opPong:
-		case opClose:
-			how := "close frame"
-			if len(p) >= 2 {
-				how = fmt.Sprintf("close %d %q", binary.BigEndian.Uint16(p), p[2:])
-			}
-			l.drop(c, how)
-		default: // binary, continuation
-			l.r.badFrames.Add(1)
-		}
-	})
+		})
+	} else {
+		used, err = l.frames(c, data, now)
+	}
 	if err != nil {
 		l.r.badFrames.Add(1)
 		l.drop(c, err.Error())
@@ -457,6 +599,35 @@ func (l *readLoop) consume(c *wsConn, data []byte, now int64) {
 	default:
 		c.carry = append([]byte(nil), rest...)
 	}
+}
+
+// frames handles the complete WebSocket frames at the start of data.
+func (l *readLoop) frames(c *wsConn, data []byte, now int64) (int, error) {
+	return parseFrames(data, func(op byte, fin bool, p []byte) {
+		if c.dead {
+			return
+		}
+		switch op {
+		case opText:
+			if !fin {
+				l.r.badFrames.Add(1) // the server never fragments
+				return
+			}
+			l.h.text(c, p, nil, now)
+		case opPing:
+			l.r.pings.Add(1)
+			_, _ = c.Write(clientFrame(opPong, p))
+		case opPong:
+		case opClose:
+			how := "close frame"
+			if len(p) >= 2 {
+				how = fmt.Sprintf("close %d %q", binary.BigEndian.Uint16(p), p[2:])
+			}
+			l.drop(c, how)
+		default: // binary, continuation
+			l.r.badFrames.Add(1)
+		}
+	})
 }
 
 func (l *readLoop) drop(c *wsConn, how string) {
