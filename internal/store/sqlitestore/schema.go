@@ -11,18 +11,40 @@ import (
 // only appended: a database in the field may be at any earlier version.
 var migrations = []string{
 	// 1: the initial schema.
+	//
+	// Shaped by the write path: a group commit of notifications for many
+	// users touches, in every B-tree clustered by user, one leaf per user,
+	// and each touched page is written to the WAL in full (and copied into
+	// the database again at the next checkpoint). So only what must be is
+	// clustered by user: the (user, seq) index and user_seq. Unread counts
+	// are a counter in user_seq, the row every append updates anyway, not
+	// an index of unread rows. Indexes that only rows with an expiry or an
+	// idempotency key enter cost nothing for the rows without. Triggers keep
+	// user_seq in step with notifications, so an append is one statement.
+	// (The page size, 2 KiB, is set before this runs; see pageSize.)
 	`
--- Highest seq ever handed to each user. Kept apart from notifications so a
--- seq is never reused after the newest row is deleted or purged, and so
--- Page.LastSeq is one primary-key lookup.
+-- One row per user who was ever sent a notification.
+--
+-- last_seq is the highest seq ever handed to the user. Kept apart from
+-- notifications so a seq is never reused after the newest row is deleted or
+-- purged, and so Page.LastSeq is one primary-key lookup.
+--
+-- unread is the number of the user's rows with read_at IS NULL, expired or
+-- not. The triggers below keep both exact in the statement that changes
+-- notifications, whichever statement that is (append, MarkRead, Delete,
+-- the expiry purge). The user's unread count is unread minus the unread
+-- rows that have expired but are not purged yet, which
+-- notifications_expiring_unread finds.
 CREATE TABLE user_seq (
 	user     TEXT PRIMARY KEY,
-	last_seq INTEGER NOT NULL
+	last_seq INTEGER NOT NULL,
+	unread   INTEGER NOT NULL CHECK (unread >= 0)
 ) STRICT, WITHOUT ROWID;
 
 -- One row per stored notification. Times are unix milliseconds (UTC).
 -- pk is the internal rowid; rows are big (body, data) so a rowid table
--- with secondary indexes suits them better than WITHOUT ROWID.
+-- with secondary indexes suits them better than WITHOUT ROWID, and new rows
+-- land together at its end, whoever they are for.
 CREATE TABLE notifications (
 	pk         INTEGER PRIMARY KEY,
 	user       TEXT    NOT NULL,
@@ -48,14 +70,39 @@ CREATE UNIQUE INDEX notifications_id ON notifications (id);
 -- Idempotency: one row per (user, key), only for rows that have a key.
 CREATE UNIQUE INDEX notifications_idem ON notifications (user, idem_key)
 	WHERE idem_key IS NOT NULL;
--- Unread counts: only unread rows are in it, and it holds every column
--- the count reads (read_at too, always NULL here, so SQLite sees it as
--- covering), so counting never touches the table.
-CREATE INDEX notifications_unread ON notifications (user, expires_at, read_at)
-	WHERE read_at IS NULL;
+-- The unread rows that expire, by user: the unread count takes those of
+-- them already expired (until the purge deletes them) off user_seq.unread.
+-- Rows without an expiry, the common case, never enter it. It holds every
+-- column that count reads (read_at too, always NULL here, so SQLite sees it
+-- as covering), so counting never touches the table.
+CREATE INDEX notifications_expiring_unread ON notifications (user, expires_at, read_at)
+	WHERE expires_at IS NOT NULL AND read_at IS NULL;
 -- The purge loop finds expired rows without a full scan.
 CREATE INDEX notifications_expires ON notifications (expires_at)
 	WHERE expires_at IS NOT NULL;
+
+-- Records the seq of a new row as the user's last_seq and counts the row.
+-- The writer picks seq = last_seq + 1 (remembering last_seq between
+-- commits); a seq not above last_seq, which would hand out a seq of a
+-- deleted row again, fails the insert instead.
+CREATE TRIGGER notifications_inserted AFTER INSERT ON notifications BEGIN
+	INSERT INTO user_seq (user, last_seq, unread) VALUES (NEW.user, NEW.seq, NEW.read_at IS NULL)
+	ON CONFLICT (user) DO UPDATE SET
+		last_seq = iif(excluded.last_seq > last_seq, excluded.last_seq,
+			RAISE(ABORT, 'seq not above the user''s last_seq')),
+		unread = unread + excluded.unread;
+END;
+-- Marking a row read (or unread again) moves the counter.
+CREATE TRIGGER notifications_read AFTER UPDATE OF read_at ON notifications
+	WHEN (OLD.read_at IS NULL) <> (NEW.read_at IS NULL) BEGIN
+	UPDATE user_seq SET unread = unread + iif(NEW.read_at IS NULL, 1, -1) WHERE user = NEW.user;
+END;
+-- Deleting an unread row (Delete, the purge) uncounts it. last_seq stays:
+-- a seq is never handed out twice.
+CREATE TRIGGER notifications_deleted AFTER DELETE ON notifications
+	WHEN OLD.read_at IS NULL BEGIN
+	UPDATE user_seq SET unread = unread - 1 WHERE user = OLD.user;
+END;
 `,
 }
 

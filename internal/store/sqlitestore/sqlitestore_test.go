@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -287,23 +288,36 @@ func TestPurge(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	p, err := s.List(ctx, "alice", tidings.ListQuery{})
-	if err != nil || len(p.Items) != 1 || p.LastSeq != 2 {
-		t.Fatalf("after purge: %+v, %v; want one item, last seq 2", p, err)
+	if err != nil || len(p.Items) != 1 || p.LastSeq != 2 || p.Unread != 1 {
+		t.Fatalf("after purge: %+v, %v; want one item, last seq 2, unread 1", p, err)
+	}
+	// The purged row was unread: the counter lost it too.
+	checkUnread(t, s, "alice", "after purge")
+	if n, err := s.Append(ctx, []tidings.NewNotification{newNote("alice", "next")}); err != nil || n[0].Seq != 3 {
+		t.Fatalf("append after purge: %v, %v; want seq 3", n, err)
 	}
 }
 
 func TestQueryPlans(t *testing.T) {
 	// The hot reads must use their indexes, not scan the table.
 	s := openTest(t, filepath.Join(t.TempDir(), "tidings.db"), Options{})
-	plans := map[string]string{
-		"list": `SELECT ` + columns + ` FROM notifications
-			WHERE user = 'a' AND seq < 10 AND (expires_at IS NULL OR expires_at > 0) ORDER BY seq DESC LIMIT 5`,
-		"unread": `SELECT count(*) FROM notifications
-			WHERE user = 'a' AND read_at IS NULL AND (expires_at IS NULL OR expires_at > 0)`,
-		"purge": `SELECT pk FROM notifications WHERE expires_at <= 5 LIMIT 10`,
+	plans := map[string]struct{ query, uses string }{
+		"list": {`SELECT ` + columns + ` FROM notifications
+			WHERE user = :user AND seq < 10 AND ` + notExpired + ` ORDER BY seq DESC LIMIT 5`, "INDEX notifications_user_seq"},
+		// The unread count reads the counter and, for the expired rows it
+		// takes off, only the index of unread rows that expire.
+		"unread": {`SELECT ` + unreadCount + ` FROM user_seq WHERE user = :user`,
+			"COVERING INDEX notifications_expiring_unread"},
+		"mark all": {`SELECT pk FROM notifications WHERE user = :user AND read_at IS NULL AND ` + notExpired + `
+			ORDER BY seq DESC LIMIT 3`, "INDEX notifications_user_seq"},
+		"mark ids": {`SELECT id FROM notifications WHERE id IN (SELECT value FROM json_each('["x"]'))
+			AND +user = :user AND read_at IS NULL AND ` + notExpired, "INDEX notifications_id"},
+		"last seqs": {`SELECT user, last_seq FROM user_seq WHERE user IN (SELECT value FROM json_each('["a"]'))`,
+			"SEARCH user_seq USING PRIMARY KEY"},
+		"purge": {`SELECT pk FROM notifications WHERE expires_at <= 5 LIMIT 10`, "INDEX notifications_expires"},
 	}
-	for name, q := range plans {
-		rows, err := s.rdb.Query("EXPLAIN QUERY PLAN " + q)
+	for name, p := range plans {
+		rows, err := s.rdb.Query("EXPLAIN QUERY PLAN "+p.query, sql.Named("user", "a"), sql.Named("now", 0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,8 +332,9 @@ func TestQueryPlans(t *testing.T) {
 		}
 		rows.Close()
 		text := strings.Join(plan, "; ")
-		if !strings.Contains(text, "INDEX") || strings.Contains(text, "TEMP B-TREE") {
-			t.Errorf("%s: plan %q", name, text)
+		if !strings.Contains(text, p.uses) || strings.Contains(text, "TEMP B-TREE") ||
+			strings.Contains(text, "SCAN notifications") {
+			t.Errorf("%s: plan %q, want it to use %s", name, text, p.uses)
 		}
 	}
 }
@@ -342,6 +357,11 @@ func TestDurabilitySettings(t *testing.T) {
 		"PRAGMA journal_mode": "wal",
 		"PRAGMA synchronous":  "2", // FULL: COMMIT syncs the WAL
 		"PRAGMA busy_timeout": fmt.Sprint(busyTimeoutMillis),
+		// A new database gets the page size, WAL checkpoint and writer
+		// cache the write path is tuned for.
+		"PRAGMA page_size":          fmt.Sprint(pageSize),
+		"PRAGMA wal_autocheckpoint": fmt.Sprint(checkpointBytes / pageSize),
+		"PRAGMA cache_size":         fmt.Sprint(-writerCacheKiB),
 	} {
 		o := &probeOp{opBase: newBase(context.Background(), 1), query: query}
 		if err := s.do(context.Background(), o); err != nil {
@@ -354,5 +374,152 @@ func TestDurabilitySettings(t *testing.T) {
 	// Readers must not be able to write behind the writer's back.
 	if _, err := s.rdb.Exec("DELETE FROM user_seq"); err == nil {
 		t.Error("a read connection could write")
+	}
+}
+
+// staleSeqOp makes the writer remember a wrong last_seq for user, as it
+// would after another process appended to the database.
+type staleSeqOp struct {
+	opBase
+	user string
+	last int64
+}
+
+func (o *staleSeqOp) apply(w *writer, _ time.Time) error {
+	w.seqs[o.user] = o.last
+	return nil
+}
+
+func TestStaleRememberedSeq(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "tidings.db"), Options{})
+	ctx := context.Background()
+	got, err := s.Append(ctx, []tidings.NewNotification{newNote("alice", "1"), newNote("alice", "2"), newNote("alice", "3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "alice", got[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, last := range []int64{2, 1, 0} {
+		// 2 would hand out the deleted row's seq 3 again, 1 and 0 a seq
+		// still in use: each must be refused and the append retried from
+		// the database.
+		if err := s.do(ctx, &staleSeqOp{opBase: newBase(ctx, 1), user: "alice", last: last}); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.Append(ctx, []tidings.NewNotification{newNote("alice", fmt.Sprint("after ", last))})
+		if err != nil {
+			t.Fatalf("append with a remembered last_seq of %d: %v", last, err)
+		}
+		if want := int64(4 + 2 - last); n[0].Seq != want {
+			t.Fatalf("append with a remembered last_seq of %d: seq %d, want %d", last, n[0].Seq, want)
+		}
+	}
+}
+
+// TestUnreadCounter runs a random mix of every write against a few users
+// and checks, after each step, that user_seq.unread is the number of the
+// user's unread rows and that Unread and List count exactly the unread,
+// unexpired rows.
+func TestUnreadCounter(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "tidings.db"), Options{PurgeEvery: -1})
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	users := []string{"ann", "ben", "cid"}
+	past, future := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	for step := range 400 {
+		user := users[rng.IntN(len(users))]
+		var what string
+		switch r := rng.IntN(10); {
+		case r < 4:
+			what = "append"
+			batch := make([]tidings.NewNotification, 1+rng.IntN(4))
+			for i := range batch {
+				u := user
+				if rng.IntN(3) == 0 {
+					u = users[rng.IntN(len(users))]
+				}
+				batch[i] = newNote(u, "n")
+				switch rng.IntN(4) {
+				case 0:
+					batch[i].ExpiresAt = &past
+				case 1:
+					batch[i].ExpiresAt = &future
+				}
+				if rng.IntN(4) == 0 {
+					batch[i].IdempotencyKey = fmt.Sprint("k", rng.IntN(5))
+				}
+			}
+			if _, err := s.Append(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+		case r < 6:
+			what = "mark ids"
+			var ids []string
+			for range 1 + rng.IntN(3) {
+				ids = append(ids, randomID(t, s, users[rng.IntN(len(users))], rng))
+			}
+			if _, _, err := s.MarkRead(ctx, user, ids, false); err != nil && !errors.Is(err, tidings.ErrNotFound) {
+				t.Fatal(err)
+			}
+		case r < 7:
+			what = "mark all"
+			if _, _, err := s.MarkRead(ctx, user, nil, true); err != nil {
+				t.Fatal(err)
+			}
+		case r < 9:
+			what = "delete"
+			if err := s.Delete(ctx, user, randomID(t, s, user, rng)); err != nil && !errors.Is(err, tidings.ErrNotFound) {
+				t.Fatal(err)
+			}
+		default:
+			what = "purge"
+			if err := s.do(ctx, &purgeOp{opBase: newBase(ctx, 1), limit: 1 + rng.IntN(3)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, u := range users {
+			checkUnread(t, s, u, fmt.Sprintf("step %d (%s)", step, what))
+		}
+	}
+}
+
+// randomID picks the id of any row of user, expired or not, or one that
+// does not exist.
+func randomID(t *testing.T, s *Store, user string, rng *rand.Rand) string {
+	t.Helper()
+	var id string
+	err := s.rdb.QueryRow(`SELECT id FROM notifications WHERE user = ? ORDER BY random() LIMIT 1`, user).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) || rng.IntN(8) == 0 {
+		return "no-such-id"
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func checkUnread(t *testing.T, s *Store, user, when string) {
+	t.Helper()
+	var counter, rows, live int
+	if err := s.rdb.QueryRow(`SELECT coalesce((SELECT unread FROM user_seq WHERE user = :user), 0),
+		(SELECT count(*) FROM notifications WHERE user = :user AND read_at IS NULL),
+		(SELECT count(*) FROM notifications WHERE user = :user AND read_at IS NULL AND `+notExpired+`)`,
+		sql.Named("user", user), sql.Named("now", time.Now().UnixMilli())).Scan(&counter, &rows, &live); err != nil {
+		t.Fatal(err)
+	}
+	if counter != rows {
+		t.Fatalf("%s: %s's unread counter is %d, but %d rows are unread", when, user, counter, rows)
+	}
+	n, err := s.Unread(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.List(context.Background(), user, tidings.ListQuery{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != live || p.Unread != live {
+		t.Fatalf("%s: %s's Unread %d, List unread %d; want %d", when, user, n, p.Unread, live)
 	}
 }

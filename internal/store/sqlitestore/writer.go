@@ -51,9 +51,18 @@ type writer struct {
 	log      *slog.Logger
 	observer atomic.Pointer[func([]tidings.Notification)]
 
+	// seqs remembers users' last_seq as committed, so an append needs no
+	// statement to learn it; txSeqs holds what the open transaction has
+	// read or assigned; remembered tells whether it took any from seqs.
+	// See nextSeq.
+	seqs, txSeqs map[string]int64
+	remembered   bool
+
 	// Statements prepared once on conn; every write goes through them.
+	begin, commit, rollback *sql.Stmt
+
 	findIdem   *sql.Stmt
-	nextSeq    *sql.Stmt
+	lastSeqs   *sql.Stmt
 	insert     *sql.Stmt
 	markIDs    *sql.Stmt
 	markAll    *sql.Stmt
@@ -70,27 +79,36 @@ const columns = `id, seq, user, type, title, body, url, data, grp, created_at, r
 // notExpired is the filter that hides expired rows; ?now is unix millis.
 const notExpired = `(expires_at IS NULL OR expires_at > :now)`
 
+// unreadCount is the unread count of :user at :now, read from the user's
+// user_seq row (a query with none has no row: count 0). The counter holds
+// every unread row; the ones already expired but not yet purged are taken
+// off, found through the narrow index of unread rows that expire.
+const unreadCount = `unread - (SELECT count(*) FROM notifications
+	WHERE user = :user AND expires_at IS NOT NULL AND expires_at <= :now AND read_at IS NULL)`
+
 var writeStmts = []struct {
 	dst   func(w *writer) **sql.Stmt
 	query string
 }{
+	{func(w *writer) **sql.Stmt { return &w.begin }, `BEGIN IMMEDIATE`},
+	{func(w *writer) **sql.Stmt { return &w.commit }, `COMMIT`},
+	{func(w *writer) **sql.Stmt { return &w.rollback }, `ROLLBACK`},
 	{func(w *writer) **sql.Stmt { return &w.findIdem },
 		`SELECT ` + columns + ` FROM notifications WHERE user = ? AND idem_key = ?`},
-	// One statement both reserves the next seq and tells it; the row is
-	// written in the same transaction as the notification, so a rolled-back
-	// append gives its seq back and a committed one never hands it out again.
-	{func(w *writer) **sql.Stmt { return &w.nextSeq },
-		`INSERT INTO user_seq (user, last_seq) VALUES (?, 1)
-		 ON CONFLICT (user) DO UPDATE SET last_seq = last_seq + 1
-		 RETURNING last_seq`},
+	// The last_seq of a JSON array of users; a user with no row has none.
+	{func(w *writer) **sql.Stmt { return &w.lastSeqs },
+		`SELECT user, last_seq FROM user_seq WHERE user IN (SELECT value FROM json_each(?))`},
+	// seq is last_seq + 1 (see nextSeq). The trigger notifications_inserted
+	// moves user_seq on in the same statement, so a rolled-back append
+	// gives its seq back and a committed one never hands it out again.
 	{func(w *writer) **sql.Stmt { return &w.insert },
 		`INSERT INTO notifications
 		 (user, seq, id, type, title, body, url, data, grp, idem_key, created_at, expires_at)
 		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 	// ids arrive as one JSON array: one prepared statement for any count,
 	// and no bound-variable limit. The unary + keeps the planner on the id
-	// index: the unread index (user, ...) would scan every unread row of
-	// the user to find a handful of ids.
+	// index: an index on (user, ...) would scan rows of the user to find a
+	// handful of ids.
 	{func(w *writer) **sql.Stmt { return &w.markIDs },
 		`UPDATE notifications SET read_at = :now
 		 WHERE id IN (SELECT value FROM json_each(:ids))
@@ -99,12 +117,16 @@ var writeStmts = []struct {
 	{func(w *writer) **sql.Stmt { return &w.countOwned },
 		`SELECT count(*) FROM notifications
 		 WHERE id IN (SELECT value FROM json_each(:ids)) AND +user = :user AND ` + notExpired},
+	// No index holds the unread rows, but the caller knows how many there
+	// are (:n, from the counter): walking the user's rows newest first, as
+	// unread ones mostly are, stops at the last of them instead of reading
+	// the whole inbox.
 	{func(w *writer) **sql.Stmt { return &w.markAll },
-		`UPDATE notifications SET read_at = :now
-		 WHERE user = :user AND read_at IS NULL AND ` + notExpired},
+		`UPDATE notifications SET read_at = :now WHERE pk IN
+		 (SELECT pk FROM notifications WHERE user = :user AND read_at IS NULL AND ` + notExpired + `
+		  ORDER BY seq DESC LIMIT :n)`},
 	{func(w *writer) **sql.Stmt { return &w.unread },
-		`SELECT count(*) FROM notifications
-		 WHERE user = :user AND read_at IS NULL AND ` + notExpired},
+		`SELECT ` + unreadCount + ` FROM user_seq WHERE user = :user`},
 	{func(w *writer) **sql.Stmt { return &w.deleteOne },
 		`DELETE FROM notifications WHERE user = :user AND id = :id AND ` + notExpired},
 	// Purge in chunks so one purge never holds the write lock for long.
@@ -114,7 +136,8 @@ var writeStmts = []struct {
 }
 
 func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log *slog.Logger) (*writer, error) {
-	w := &writer{conn: conn, reqs: make(chan op, 4*maxBatch), maxBatch: maxBatch, log: log}
+	w := &writer{conn: conn, reqs: make(chan op, 4*maxBatch), maxBatch: maxBatch, log: log,
+		seqs: make(map[string]int64), txSeqs: make(map[string]int64)}
 	for _, s := range writeStmts {
 		st, err := conn.PrepareContext(ctx, s.query)
 		if err != nil {
@@ -195,6 +218,12 @@ func (w *writer) runBatch(batch []op) {
 		return
 	}
 	err := w.inTx(live)
+	if err != nil && w.remembered {
+		// The failure may be a remembered last_seq gone stale (see
+		// nextSeq); inTx has forgotten them all, so this try reads the
+		// database.
+		err = w.inTx(live)
+	}
 	if err == nil || len(live) == 1 {
 		if err == nil {
 			w.committed(live)
@@ -238,15 +267,23 @@ func (w *writer) committed(ops []op) {
 // single caller's cancellation may cut it short.
 func (w *writer) inTx(ops []op) (err error) {
 	ctx := context.Background()
-	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	w.remembered = false
+	if _, err := w.begin.ExecContext(ctx); err != nil {
 		return fmt.Errorf("sqlitestore: begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
 			// Also after a failed COMMIT, which can leave the transaction
 			// open; an error here only means there is nothing to undo.
-			_, _ = w.conn.ExecContext(ctx, "ROLLBACK")
+			_, _ = w.rollback.ExecContext(ctx)
+			// Whatever was remembered may be what failed (another process
+			// appending to this database, say): start again from the
+			// database.
+			clear(w.txSeqs)
+			clear(w.seqs)
+			return
 		}
+		w.keepSeqs()
 	}()
 	now := time.Now()
 	for _, o := range ops {
@@ -254,7 +291,7 @@ func (w *writer) inTx(ops []op) (err error) {
 			return err
 		}
 	}
-	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := w.commit.ExecContext(ctx); err != nil {
 		return fmt.Errorf("sqlitestore: commit: %w", err)
 	}
 	return nil
@@ -286,19 +323,20 @@ func (o *appendOp) apply(w *writer, _ time.Time) error {
 				return fmt.Errorf("sqlitestore: idempotency lookup: %w", err)
 			}
 		}
-		var seq int64
-		if err := w.nextSeq.QueryRowContext(ctx, it.User).Scan(&seq); err != nil {
-			return fmt.Errorf("sqlitestore: next seq for %q: %w", it.User, err)
-		}
 		created := toMillis(it.CreatedAt)
 		var expires any
 		if it.ExpiresAt != nil {
 			expires = toMillis(*it.ExpiresAt)
 		}
+		seq, err := w.nextSeq(ctx, it.User, o.items[i:])
+		if err != nil {
+			return err
+		}
 		if _, err := w.insert.ExecContext(ctx, it.User, seq, it.ID, it.Type, it.Title, it.Body, it.URL,
 			nullText(string(it.Data)), it.Group, nullText(it.IdempotencyKey), created, expires); err != nil {
 			return fmt.Errorf("sqlitestore: insert %q: %w", it.ID, err)
 		}
+		w.txSeqs[it.User] = seq
 		n := tidings.Notification{
 			ID: it.ID, Seq: seq, User: it.User, Type: it.Type, Title: it.Title, Body: it.Body,
 			URL: it.URL, Data: it.Data, Group: it.Group, CreatedAt: fromMillis(created),
@@ -311,6 +349,80 @@ func (o *appendOp) apply(w *writer, _ time.Time) error {
 		o.fresh = append(o.fresh, n)
 	}
 	return nil
+}
+
+// maxRememberedSeqs bounds the writer's memory of last_seq: about 100
+// bytes a user. Beyond it, users are forgotten at random and looked up
+// again when they next get a notification.
+const maxRememberedSeqs = 1 << 16
+
+// nextSeq is the seq for the user's next row in the open transaction:
+// last_seq + 1. last_seq comes from the transaction's own appends, from
+// what earlier commits left (w.seqs), or from the database; on a lookup,
+// the users of the rest of the call (rest) are looked up in the same
+// statement, so a call for many users costs one lookup, not one each.
+//
+// The memory is only ever behind the database if another process appended
+// to it; the insert trigger then refuses the seq, the transaction fails,
+// inTx forgets everything and runBatch tries again, from the database.
+func (w *writer) nextSeq(ctx context.Context, user string, rest []tidings.NewNotification) (int64, error) {
+	if last, ok := w.txSeqs[user]; ok {
+		return last + 1, nil
+	}
+	if last, ok := w.seqs[user]; ok {
+		w.txSeqs[user] = last
+		w.remembered = true
+		return last + 1, nil
+	}
+	var users []string
+	for i := range rest {
+		u := rest[i].User
+		if _, ok := w.txSeqs[u]; ok {
+			continue
+		}
+		if last, ok := w.seqs[u]; ok {
+			w.txSeqs[u] = last
+			w.remembered = true
+			continue
+		}
+		w.txSeqs[u] = 0 // no row: no seq handed out yet, unless found below
+		users = append(users, u)
+	}
+	list, _ := json.Marshal(users) // []string always encodes
+	rows, err := w.lastSeqs.QueryContext(ctx, string(list))
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: last seq: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u string
+		var last int64
+		if err := rows.Scan(&u, &last); err != nil {
+			return 0, fmt.Errorf("sqlitestore: last seq: %w", err)
+		}
+		w.txSeqs[u] = last
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sqlitestore: last seq: %w", err)
+	}
+	return w.txSeqs[user] + 1, nil
+}
+
+// keepSeqs remembers, after a commit, the last_seq the transaction read or
+// assigned.
+func (w *writer) keepSeqs() {
+	for u, last := range w.txSeqs {
+		w.seqs[u] = last
+	}
+	clear(w.txSeqs)
+	if len(w.seqs) > maxRememberedSeqs {
+		for u := range w.seqs { // map order: a random choice
+			delete(w.seqs, u)
+			if len(w.seqs) <= maxRememberedSeqs*3/4 {
+				break
+			}
+		}
+	}
 }
 
 // markOp is one MarkRead call.
@@ -330,8 +442,14 @@ func (o *markOp) apply(w *writer, now time.Time) error {
 	ms := sql.Named("now", now.UnixMilli())
 	user := sql.Named("user", o.user)
 	if o.all {
-		if _, err := w.markAll.ExecContext(ctx, ms, user); err != nil {
-			return fmt.Errorf("sqlitestore: mark all read: %w", err)
+		unread, err := w.unreadOf(ctx, ms, user)
+		if err != nil {
+			return err
+		}
+		if unread > 0 {
+			if _, err := w.markAll.ExecContext(ctx, ms, user, sql.Named("n", unread)); err != nil {
+				return fmt.Errorf("sqlitestore: mark all read: %w", err)
+			}
 		}
 	} else if len(o.ids) > 0 {
 		ids, _ := json.Marshal(o.ids) // []string always encodes
@@ -374,10 +492,19 @@ func (o *markOp) apply(w *writer, now time.Time) error {
 	} else {
 		o.changed = []string{}
 	}
-	if err := w.unread.QueryRowContext(ctx, ms, user).Scan(&o.unread); err != nil {
-		return fmt.Errorf("sqlitestore: count unread: %w", err)
+	var err error
+	o.unread, err = w.unreadOf(ctx, ms, user)
+	return err
+}
+
+// unreadOf counts the user's unread, unexpired rows at now.
+func (w *writer) unreadOf(ctx context.Context, now, user sql.NamedArg) (int, error) {
+	var n int
+	err := w.unread.QueryRowContext(ctx, now, user).Scan(&n)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) { // no row: never sent anything
+		return 0, fmt.Errorf("sqlitestore: count unread: %w", err)
 	}
-	return nil
+	return n, nil
 }
 
 // deleteOp is one Delete call. Not finding the row is an answer, not a

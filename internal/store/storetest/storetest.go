@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t testing.TB) tidings.Store) {
 		{"MarkReadAll", testMarkReadAll},
 		{"Delete", testDelete},
 		{"Expired", testExpired},
+		{"UnreadCount", testUnreadCount},
 		{"ConcurrentAppend", testConcurrentAppend},
 		{"Ping", testPing},
 		{"Close", testClose},
@@ -606,6 +607,21 @@ func testMarkReadAll(t *testing.T, s tidings.Store) {
 	if p := mustList(t, s, "alice", tidings.ListQuery{UnreadOnly: true}); len(p.Items) != 0 || p.Unread != 0 {
 		t.Fatalf("unread-only after read all: %d items, unread %d", len(p.Items), p.Unread)
 	}
+	// New notifications after read all are unread, and read all reads them.
+	appendN(t, s, "alice", 2)
+	if n, p := mustUnread(t, s, "alice"), mustList(t, s, "alice", tidings.ListQuery{}); n != 2 || p.Unread != 2 {
+		t.Fatalf("after read all and 2 new: Unread %d, List unread %d; want 2", n, p.Unread)
+	}
+	if _, unread, err := s.MarkRead(ctxT(t), "alice", nil, true); err != nil || unread != 0 {
+		t.Fatalf("MarkRead all again: unread %d err %v; want 0", unread, err)
+	}
+	// Read all with nothing unread, and for a user with no notifications.
+	if _, unread, err := s.MarkRead(ctxT(t), "alice", nil, true); err != nil || unread != 0 {
+		t.Fatalf("MarkRead all with nothing unread: unread %d err %v; want 0", unread, err)
+	}
+	if _, unread, err := s.MarkRead(ctxT(t), "nobody", nil, true); err != nil || unread != 0 {
+		t.Fatalf("MarkRead all for a user with no notifications: unread %d err %v; want 0", unread, err)
+	}
 }
 
 func testDelete(t *testing.T, s tidings.Store) {
@@ -626,6 +642,76 @@ func testDelete(t *testing.T, s tidings.Store) {
 	}
 	if p := mustList(t, s, "bob", tidings.ListQuery{}); len(p.Items) != 1 {
 		t.Fatalf("alice deleted bob's notification")
+	}
+	// Deleting a read notification leaves the unread count alone.
+	if _, _, err := s.MarkRead(ctxT(t), "alice", []string{got[0].ID}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctxT(t), "alice", got[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := mustUnread(t, s, "alice"); n != 1 {
+		t.Fatalf("Unread after deleting a read notification %d, want 1", n)
+	}
+}
+
+// testUnreadCount follows the unread count through every kind of change,
+// and checks that Unread, List and MarkRead always agree on it.
+func testUnreadCount(t *testing.T, s tidings.Store) {
+	past := time.Now().Add(-time.Hour)
+	future := time.Now().Add(time.Hour)
+	check := func(what string, want int) {
+		t.Helper()
+		if n := mustUnread(t, s, "alice"); n != want {
+			t.Fatalf("%s: Unread %d, want %d", what, n, want)
+		}
+		if p := mustList(t, s, "alice", tidings.ListQuery{Limit: 1}); p.Unread != want {
+			t.Fatalf("%s: List unread %d, want %d", what, p.Unread, want)
+		}
+		if _, n, err := s.MarkRead(ctxT(t), "alice", nil, false); err != nil || n != want {
+			t.Fatalf("%s: MarkRead of nothing: unread %d err %v; want %d", what, n, err, want)
+		}
+	}
+	check("no notifications", 0)
+	expiring := note("alice", "expires later")
+	expiring.ExpiresAt = &future
+	got := mustAppend(t, s, note("alice", "1"), note("alice", "2"), expiring, note("bob", "bob's"))
+	check("3 new", 3)
+	gone := note("alice", "expired when sent")
+	gone.ExpiresAt = &past
+	mustAppend(t, s, gone)
+	check("an expired one sent", 3)
+	keyed := note("alice", "keyed")
+	keyed.IdempotencyKey = "once"
+	mustAppend(t, s, keyed)
+	retry := note("alice", "keyed again")
+	retry.IdempotencyKey = "once"
+	mustAppend(t, s, retry)
+	check("one with a key, sent twice", 4)
+	if _, n, err := s.MarkRead(ctxT(t), "alice", []string{got[0].ID, got[0].ID, gone.ID}, false); err != nil || n != 3 {
+		t.Fatalf("MarkRead of one (twice) and an expired one: unread %d err %v; want 3", n, err)
+	}
+	check("one read", 3)
+	if err := s.Delete(ctxT(t), "alice", got[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	check("an unread one deleted", 2)
+	if err := s.Delete(ctxT(t), "alice", expiring.ID); err != nil {
+		t.Fatal(err)
+	}
+	check("an unread one that expires later deleted", 1)
+	if err := s.Delete(ctxT(t), "alice", gone.ID); !errors.Is(err, tidings.ErrNotFound) {
+		t.Fatalf("Delete of an expired notification: %v, want ErrNotFound", err)
+	}
+	check("delete of an expired one refused", 1)
+	if _, n, err := s.MarkRead(ctxT(t), "alice", nil, true); err != nil || n != 0 {
+		t.Fatalf("MarkRead all: unread %d err %v; want 0", n, err)
+	}
+	check("all read", 0)
+	mustAppend(t, s, note("alice", "after all read"))
+	check("one new after all read", 1)
+	if n := mustUnread(t, s, "bob"); n != 1 {
+		t.Fatalf("bob's Unread %d after alice's changes, want 1", n)
 	}
 }
 
