@@ -25,6 +25,7 @@ type stormResult struct {
 	ServerDrainS     float64        `json:"server_drain_s,omitempty"`
 	ServerCPUSec     *float64       `json:"server_cpu_s,omitempty"`
 	ServerCPUPerConn *float64       `json:"server_cpu_us_per_reconnect,omitempty"`
+	ClientCPUPerConn *float64       `json:"client_cpu_us_per_reconnect,omitempty"`
 	WindowS          float64        `json:"window_s"`
 	OtherCPUSec      *float64       `json:"other_cpu_s,omitempty"`
 	serverFigures
@@ -62,6 +63,7 @@ func runStorm(args []string) error {
 		{"reconnect time", res.ReconnectLatency.String()},
 		{"errors", fmt.Sprintf("%d (%s)", res.Errors, kinds)},
 		{"server CPU", optional(res.ServerCPUPerConn, "%.1f µs per reconnect")},
+		{"client CPU", optional(res.ClientCPUPerConn, "%.1f µs per reconnect (the load tool)")},
 		{"other load", otherLoad(res.OtherCPUSec, res.WindowS)},
 		{"server RSS", fmt.Sprintf("%.1f MiB, %d threads", res.RSSMiB, res.Threads)},
 	})
@@ -144,5 +146,6 @@ func storm(cm *common, n int, settle time.Duration) (*stormResult, error) {
 		res.ServerCPUSec = &v
 	}
 	res.ServerCPUPerConn = perUnit(cpuS, cpuOK, int64(again.ok))
+	res.ClientCPUPerConn = perUnit(cliS, cliOK, int64(again.ok))
 	return res, nil
 }
