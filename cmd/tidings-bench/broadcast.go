@@ -206,32 +206,12 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 	if err != nil {
 		return nil, err
 	}
-	readersOpen := true
-	stopReaders := func() {
-		if readersOpen {
-			rd.close()
-			readersOpen = false
-		}
-	}
-	defer stopReaders()
 
 	// A WebSocket subscribes with a message and counts once its answer
 	// came; an SSE stream was subscribed by its GET once ": ok" came.
 	sub := []byte(`{"op":"subscribe","channel":` + strconv.Quote(channel) + `}`)
-	d := dialAll(cm, tokens, false, func(c *wsConn) error {
-		if c.sse {
-			c.acked.Store(true)
-			acks.Add(1)
-		}
-		if err := rd.add(c); err != nil {
-			return err
-		}
-		if c.sse {
-			return nil
-		}
-		return c.sendText(sub)
-	})
-	defer func() { stopReaders(); d.closeAll() }() // readers first: a closed descriptor may be reused
+	d := rd.greetAll(cm, tokens, sub, &acks)
+	defer func() { rd.close(); d.closeAll() }() // readers first: a closed descriptor may be reused
 	if d.firstErr != nil {
 		return nil, d.firstErr
 	}
@@ -253,7 +233,7 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 			break
 		}
 		if round == 2 {
-			stopReaders()
+			rd.close()
 			return nil, fmt.Errorf("only %d of %d subscriptions answered after %d retries (%d error replies, first: %s; %d closed by the server, first: %s)",
 				acks.Load(), n, retries, errReplies(), firstErrText(sinks), rd.closes.Load(), rd.firstEndText())
 		}
@@ -325,7 +305,7 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 	cliS, cliOK := cliCPU.seconds()
 	otherS, window := mach.others(cpuS, cpuOK, cliS, cliOK)
 	figs := readServerFigures(cm.pid)
-	stopReaders()
+	rd.close()
 
 	// Merge the loops' records.
 	res := &broadcastResult{Scenario: "broadcast", Transport: transportName(cm), Conns: n, Channel: channel, Publishes: m, Rate: rate,

@@ -303,14 +303,7 @@ func floor(cm *common, n, m int, rate float64, writers int, channel string) (*fl
 	if err != nil {
 		return nil, err
 	}
-	readersOpen := true
-	stopReaders := func() {
-		if readersOpen {
-			rd.close()
-			readersOpen = false
-		}
-	}
-	defer stopReaders()
+	defer rd.close()
 
 	addr := ln.addr
 	cm.dial = func(_ *url.URL, _ string, timeout time.Duration) (*wsConn, error) {
@@ -321,7 +314,7 @@ func floor(cm *common, n, m int, rate float64, writers int, channel string) (*fl
 		return &wsConn{Conn: c, fd: -1}, nil
 	}
 	d := dialAll(cm, make([]string, n), false, rd.add)
-	defer func() { stopReaders(); d.closeAll() }() // readers first: a closed descriptor may be reused
+	defer func() { rd.close(); d.closeAll() }() // readers first: a closed descriptor may be reused
 	if d.firstErr != nil {
 		return nil, d.firstErr
 	}
@@ -389,7 +382,7 @@ func floor(cm *common, n, m int, rate float64, writers int, channel string) (*fl
 	waitQuiet(cm.timeout, 5*time.Second, func() bool { return got() >= expected }, got)
 	cliS, cliOK := cliCPU.seconds()
 	otherS, window := mach.others(0, true, cliS, cliOK)
-	stopReaders()
+	rd.close()
 
 	res := &floorResult{Scenario: "floor", Conns: n, Writers: writers, Publishes: m, Rate: rate, FrameBytes: frameBytes,
 		ConnectsPerSec: round3(d.perSecond()), Expected: expected, Closes: rd.closes.Load(), BadFrames: rd.badFrames.Load(),

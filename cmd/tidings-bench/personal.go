@@ -129,33 +129,13 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers, 
 	if err != nil {
 		return nil, err
 	}
-	readersOpen := true
-	stopReaders := func() {
-		if readersOpen {
-			rd.close()
-			readersOpen = false
-		}
-	}
-	defer stopReaders()
 
 	// A ping answered means the server has set the connection up and, but
 	// for a narrow window, bound it to its user: notifications reach it. An
 	// SSE stream is bound once its ": ok" came.
 	ping := []byte(`{"op":"ping"}`)
-	d := dialAll(cm, tokens, false, func(c *wsConn) error {
-		if c.sse {
-			c.acked.Store(true)
-			pongs.Add(1)
-		}
-		if err := rd.add(c); err != nil {
-			return err
-		}
-		if c.sse {
-			return nil
-		}
-		return c.sendText(ping)
-	})
-	defer func() { stopReaders(); d.closeAll() }() // readers first: a closed descriptor may be reused
+	d := rd.greetAll(cm, tokens, ping, &pongs)
+	defer func() { rd.close(); d.closeAll() }() // readers first: a closed descriptor may be reused
 	if d.firstErr != nil {
 		return nil, d.firstErr
 	}
@@ -272,7 +252,7 @@ pace:
 	cliS, cliOK := cliCPU.seconds()
 	otherS, window := mach.others(cpuS, cpuOK, cliS, cliOK)
 	figs := readServerFigures(cm.pid)
-	stopReaders()
+	rd.close()
 
 	res := &personalResult{Scenario: "personal", Transport: transportName(cm), Conns: n, Rate: rate, Batch: batch,
 		DurationS: duration.Seconds(), Workers: workers,

@@ -416,11 +416,12 @@ func orderCheck(c *wsConn, seq int64) bool {
 // loop waits without a blocking system call (a thread blocked in
 // epoll_wait would keep the runtime's monitor busy taking its P back).
 type readers struct {
-	loops []*readLoop
-	conns []atomic.Pointer[wsConn]
-	clk   *clock
-	stop  atomic.Bool
-	wg    sync.WaitGroup
+	loops     []*readLoop
+	conns     []atomic.Pointer[wsConn]
+	clk       *clock
+	stop      atomic.Bool
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 
 	closes    atomic.Int64 // connections the server closed (close frame or EOF)
 	badFrames atomic.Int64
@@ -488,14 +489,37 @@ func (r *readers) add(c *wsConn) error {
 	return syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev)
 }
 
-// close stops the loops; the connections stay open.
+// close stops the loops; the connections stay open. Only the first call
+// does anything.
 func (r *readers) close() {
-	r.stop.Store(true)
-	for _, l := range r.loops {
-		_ = l.file.SetReadDeadline(time.Now()) // wakes a parked loop
-	}
-	r.wg.Wait()
-	r.closeLoops()
+	r.closeOnce.Do(func() {
+		r.stop.Store(true)
+		for _, l := range r.loops {
+			_ = l.file.SetReadDeadline(time.Now()) // wakes a parked loop
+		}
+		r.wg.Wait()
+		r.closeLoops()
+	})
+}
+
+// greetAll dials every token and hands each connection to the readers. A
+// WebSocket then sends greeting and counts in acked when the scenario's
+// handler sees the answer; an SSE stream was set up by its GET once ": ok"
+// came, so it counts at once.
+func (r *readers) greetAll(cm *common, tokens []string, greeting []byte, acked *atomic.Int64) *dialResult {
+	return dialAll(cm, tokens, false, func(c *wsConn) error {
+		if c.sse {
+			c.acked.Store(true)
+			acked.Add(1)
+		}
+		if err := r.add(c); err != nil {
+			return err
+		}
+		if c.sse {
+			return nil
+		}
+		return c.sendText(greeting)
+	})
 }
 
 func (r *readers) closeLoops() {
