@@ -77,6 +77,19 @@ type bcastSink struct {
 	firstErr   string
 }
 
+// newBcastReaders makes the read loops of n connections that each expect
+// m broadcast deliveries, one bcastSink per loop.
+func newBcastReaders(cm *common, n, m int, clk *clock, acks *atomic.Int64) (*readers, []*bcastSink, error) {
+	var sinks []*bcastSink
+	rd, err := newReaders(cm.readers, n, clk, func(int) textHandler {
+		s := &bcastSink{m: m, acks: acks, maxLat: make([]int64, m), count: make([]int64, m),
+			lat: make([]int64, 0, n*m/cm.readers+1024)}
+		sinks = append(sinks, s)
+		return s
+	})
+	return rd, sinks, err
+}
+
 func (s *bcastSink) text(c *wsConn, p, id []byte, now int64) {
 	if !c.sse && bytes.HasPrefix(p, ackPrefix) {
 		if c.acked.CompareAndSwap(false, true) {
@@ -196,13 +209,7 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 	}
 	clk := newClock()
 	var acks atomic.Int64
-	var sinks []*bcastSink
-	rd, err := newReaders(cm.readers, n, clk, func(int) textHandler {
-		s := &bcastSink{m: m, acks: &acks, maxLat: make([]int64, m), count: make([]int64, m),
-			lat: make([]int64, 0, n*m/cm.readers+1024)}
-		sinks = append(sinks, s)
-		return s
-	})
+	rd, sinks, err := newBcastReaders(cm, n, m, clk, &acks)
 	if err != nil {
 		return nil, err
 	}

@@ -293,13 +293,7 @@ func floor(cm *common, n, m int, rate float64, writers int, channel string) (*fl
 
 	clk := newClock()
 	var acks atomic.Int64
-	var sinks []*bcastSink
-	rd, err := newReaders(cm.readers, n, clk, func(int) textHandler {
-		s := &bcastSink{m: m, acks: &acks, maxLat: make([]int64, m), count: make([]int64, m),
-			lat: make([]int64, 0, n*m/cm.readers+1024)}
-		sinks = append(sinks, s)
-		return s
-	})
+	rd, sinks, err := newBcastReaders(cm, n, m, clk, &acks)
 	if err != nil {
 		return nil, err
 	}
