@@ -90,6 +90,15 @@ func newBcastReaders(cm *common, n, m int, clk *clock, acks *atomic.Int64) (*rea
 	return rd, sinks, err
 }
 
+// totalGot is how many deliveries the sinks have counted so far.
+func totalGot(sinks []*bcastSink) int64 {
+	var g int64
+	for _, s := range sinks {
+		g += s.got.Load()
+	}
+	return g
+}
+
 func (s *bcastSink) text(c *wsConn, p, id []byte, now int64) {
 	if !c.sse && bytes.HasPrefix(p, ackPrefix) {
 		if c.acked.CompareAndSwap(false, true) {
@@ -300,13 +309,7 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 		fmt.Fprintf(os.Stderr, "broadcast: %d publishes failed, first: %v\n", e, firstPubErr.Load())
 	}
 	expected := int64(n) * int64(m-int(pubErrs.Load()))
-	got := func() int64 {
-		var g int64
-		for _, s := range sinks {
-			g += s.got.Load()
-		}
-		return g
-	}
+	got := func() int64 { return totalGot(sinks) }
 	waitQuiet(cm.timeout, 5*time.Second, func() bool { return got() >= expected }, got)
 	cpuS, cpuOK := srvCPU.seconds()
 	cliS, cliOK := cliCPU.seconds()
@@ -333,10 +336,7 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 	res.Last = summarise(tot.lasts)
 	res.BurstPerSec = tot.burst
 	res.PublishRTT = summarise(rtt)
-	if cpuOK {
-		v := round3(cpuS)
-		res.ServerCPUSeconds = &v
-	}
+	res.ServerCPUSeconds = seconds(cpuS, cpuOK)
 	res.ServerCPUPerDel = perUnit(cpuS, cpuOK, res.Deliveries)
 	res.ClientCPUPerDel = perUnit(cliS, cliOK, res.Deliveries)
 	return res, nil

@@ -366,13 +366,7 @@ func floor(cm *common, n, m int, rate float64, writers int, channel string) (*fl
 	}
 	stopWriters()
 	expected := int64(n) * int64(m)
-	got := func() int64 {
-		var g int64
-		for _, s := range sinks {
-			g += s.got.Load()
-		}
-		return g
-	}
+	got := func() int64 { return totalGot(sinks) }
 	waitQuiet(cm.timeout, 5*time.Second, func() bool { return got() >= expected }, got)
 	cliS, cliOK := cliCPU.seconds()
 	otherS, window := mach.others(0, true, cliS, cliOK)

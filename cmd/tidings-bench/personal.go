@@ -279,10 +279,7 @@ pace:
 		rtt = append(rtt, r...)
 	}
 	res.HTTPRTT = summarise(rtt)
-	if cpuOK {
-		v := round3(cpuS)
-		res.ServerCPUSec = &v
-	}
+	res.ServerCPUSec = seconds(cpuS, cpuOK)
 	res.ServerCPUPerNot = perUnit(cpuS, cpuOK, res.Acknowledged)
 	res.ClientCPUPerNot = perUnit(cliS, cliOK, res.Acknowledged)
 	return res, nil

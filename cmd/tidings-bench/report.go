@@ -56,6 +56,15 @@ func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
 // perUnit is the server's CPU microseconds per unit of work, or nil when
 // it was not measured (no --pid) or there was no work.
+// seconds is a CPU time for the JSON line, or nil when it was not read.
+func seconds(cpuSeconds float64, ok bool) *float64 {
+	if !ok {
+		return nil
+	}
+	v := round3(cpuSeconds)
+	return &v
+}
+
 func perUnit(cpuSeconds float64, ok bool, units int64) *float64 {
 	if !ok || units <= 0 {
 		return nil

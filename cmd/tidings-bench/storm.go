@@ -141,10 +141,7 @@ func storm(cm *common, n int, settle time.Duration) (*stormResult, error) {
 		res.FirstError = "first connect: " + first.firstErr.Error()
 	}
 	res.ReconnectLatency = summarise(again.latency)
-	if cpuOK {
-		v := round3(cpuS)
-		res.ServerCPUSec = &v
-	}
+	res.ServerCPUSec = seconds(cpuS, cpuOK)
 	res.ServerCPUPerConn = perUnit(cpuS, cpuOK, int64(again.ok))
 	res.ClientCPUPerConn = perUnit(cliS, cliOK, int64(again.ok))
 	return res, nil
