@@ -195,7 +195,11 @@ func originChecker(allowed []string) func(r *http.Request) bool {
 
 // Listen binds the configured address (":0" picks a free port).
 func (s *Server) Listen() error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	// No TCP keep-alive probes: WebSocket pings, SSE keep-alives and the
+	// HTTP idle timeout find dead peers, and the four setsockopt calls per
+	// accepted connection are a twentieth of a connect's server CPU.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Listen)
 	if err != nil {
 		return err
 	}
@@ -247,7 +251,7 @@ func (s *Server) Run(ctx context.Context) error {
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); s.sweep(sweepCtx) }()
 
-	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.IdleTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.httpSrv.Serve(s.ln) }()
 	s.log.Info("tidings listening", "addr", s.ln.Addr().String(), "node", s.node, "dev", s.cfg.Dev)
