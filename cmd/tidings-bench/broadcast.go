@@ -212,7 +212,7 @@ func dialBound(cm *common, n int) time.Duration {
 }
 
 func broadcast(cm *common, n, m int, rate float64, channel string, inflight int) (*broadcastResult, error) {
-	tokens, err := mintTokens(cm.secret, n)
+	tokens, err := mintTokens(cm.secret, 0, n)
 	if err != nil {
 		return nil, err
 	}

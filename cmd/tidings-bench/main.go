@@ -2,7 +2,7 @@
 // over loopback (docs/BENCHMARKS.md). Each scenario prints one JSON line,
 // then a table, and exits non-zero when the run failed.
 //
-//	tidings-bench idle      --pid PID --secret S --n 15000 [--transport sse]
+//	tidings-bench idle      --pid PID --secret S --n 15000 [--procs P] [--transport sse]
 //	tidings-bench broadcast --pid PID --secret S --api-key K --n 15000 --publishes 20 --rate 1 [--transport sse]
 //	tidings-bench personal  --pid PID --secret S --api-key K --n 2000 --rate 2000 --duration 10s [--batch 50] [--transport sse]
 //	tidings-bench storm     --pid PID --secret S --n 10000 [--transport sse]
@@ -12,7 +12,10 @@
 // with the server's HS256 secret), then reports connects/s and the
 // server's resident memory per connection, read from /proc/PID/status.
 // The client keeps no goroutine and no buffer per connection, so it costs
-// little and measures the server, not itself.
+// little and measures the server, not itself. With --procs P the
+// connections are spread over P child processes of the tool (users
+// numbered on across them), each under its own open-file limit, so N may
+// pass what one process can hold.
 //
 // broadcast: N connections subscribe to one channel (--channel, default
 // bench:all); M events are published to it over HTTP at R per second;
@@ -83,7 +86,8 @@ import (
 const usage = `usage: tidings-bench <scenario> [flags]
 
 scenarios:
-  idle       N idle connections: connects/s, server RSS per connection
+  idle       N idle connections (--procs P: from P processes): connects/s, server RSS
+             per connection
   broadcast  one channel, N subscribers, M publishes at R/s: deliveries/s, latency,
              order by the server's sequence (channels that keep history)
   personal   N users, notifications at R/s (--batch K per request) for a duration:
@@ -107,6 +111,8 @@ func main() {
 	switch os.Args[1] {
 	case "idle":
 		err = runIdle(os.Args[2:])
+	case holdScenario:
+		err = runHold(os.Args[2:])
 	case "broadcast":
 		err = runBroadcast(os.Args[2:])
 	case "personal":
@@ -274,11 +280,11 @@ func (c *common) finish(n int, needAPIKey bool) error {
 	return checkFileLimit(n)
 }
 
-// mintTokens makes one token per user bench-0 … bench-(n-1).
-func mintTokens(secret string, n int) ([]string, error) {
+// mintTokens mints n user tokens, for users bench-<first> onwards.
+func mintTokens(secret string, first, n int) ([]string, error) {
 	tokens := make([]string, n)
 	for i := range tokens {
-		t, err := auth.MintHS256([]byte(secret), "bench-"+strconv.Itoa(i), 2*time.Hour, nil)
+		t, err := auth.MintHS256([]byte(secret), "bench-"+strconv.Itoa(first+i), 2*time.Hour, nil)
 		if err != nil {
 			return nil, err
 		}

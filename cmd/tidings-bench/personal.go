@@ -114,7 +114,7 @@ func runPersonal(args []string) error {
 }
 
 func personal(cm *common, n int, rate float64, duration time.Duration, workers, batch int) (*personalResult, error) {
-	tokens, err := mintTokens(cm.secret, n)
+	tokens, err := mintTokens(cm.secret, 0, n)
 	if err != nil {
 		return nil, err
 	}

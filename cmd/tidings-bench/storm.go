@@ -74,7 +74,7 @@ func runStorm(args []string) error {
 }
 
 func storm(cm *common, n int, settle time.Duration) (*stormResult, error) {
-	tokens, err := mintTokens(cm.secret, n)
+	tokens, err := mintTokens(cm.secret, 0, n)
 	if err != nil {
 		return nil, err
 	}

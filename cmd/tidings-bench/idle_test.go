@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/tidings/tidings/internal/config"
+	"github.com/tidings/tidings/internal/server"
+)
+
+// TestMain lets idle --procs start this test binary as its child
+// processes: with childEnv set it is the load tool.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// idle --procs 3 against a real server in this process: every child
+// holds its share under distinct users at once, and the memory is read
+// while they do.
+func TestIdleSplitAcrossProcesses(t *testing.T) {
+	const secret = "idle-split-secret"
+	cfg := config.Defaults()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.JWTSecret = secret
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, &cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	fs, cm, _ := newFlags("idle", 0)
+	tf := addTransportFlags(fs)
+	if err := fs.Parse([]string{"-url=ws://" + srv.Addr().String() + "/v1/ws", "-secret=" + secret, "-c=4", "-readers=1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tf.apply(cm, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := cm.finish(20, false); err != nil {
+		t.Fatal(err)
+	}
+	cm.pid = os.Getpid()
+
+	const n = 20
+	online := make(chan int, 1)
+	go func() { // read the server while the children hold their connections
+		deadline := time.Now().Add(30 * time.Second)
+		var users int
+		for time.Now().Before(deadline) {
+			st := srv.Stats().(map[string]any)
+			if users = st["users_online"].(int); users == n {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		online <- users
+	}()
+	res, err := idleSplit(fs, cm, n, 3, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Conns != n || res.Procs != 3 || res.ConnectsPerSec <= 0 || res.RSSAfter <= 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if users := <-online; users != n {
+		t.Fatalf("%d distinct users online at once, want %d", users, n)
+	}
+	// The children closed their connections when their stdin closed.
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Stats().(map[string]any)["users_online"].(int) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("connections still open after the children ended")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
