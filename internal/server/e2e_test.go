@@ -1,12 +1,15 @@
 package server
 
 import (
+	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -394,6 +397,43 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 			t.Fatalf("silent connection not closed: %v", st)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// An HTTP keep-alive connection silent for idle_timeout is closed, so
+// clients that vanish do not hold descriptors (the listener sets no TCP
+// keep-alive probes).
+func TestIdleHTTPConnectionsAreClosed(t *testing.T) {
+	n := startNode(t, func(c *config.Config) {
+		c.PingInterval = 100 * time.Millisecond
+		c.IdleTimeout = 300 * time.Millisecond
+	})
+	c, err := net.Dial("tcp", strings.TrimPrefix(n.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: tidings\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("healthz: %d, close %v", resp.StatusCode, resp.Close)
+	}
+	// Kept alive, then closed by the server once idle.
+	start := time.Now()
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the answer: %v, want the server to close", err)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Fatalf("closed after %v, before the idle timeout", waited)
 	}
 }
 
