@@ -86,6 +86,10 @@ func New(opt Options) *Server {
 	u := websocket.NewUpgrader()
 	u.Engine = s.engine
 	u.MessageLengthLimit = opt.MaxFrameBytes
+	// No read deadline per connection (the library's default is 120 s, a
+	// timer per connection reset on every frame): the hub's sweep closes
+	// connections silent past idle_timeout, whatever it is set to.
+	u.KeepaliveTime = 0
 	u.CheckOrigin = func(*http.Request) bool { return true } // checked before Upgrade, with a JSON answer
 	u.OnMessage(s.onMessage)
 	u.OnClose(s.onClose)
