@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/lesismal/nbio"
@@ -120,7 +121,7 @@ func probeConn(e *nbio.Engine, ln net.Listener, client net.Conn, seen []bool, de
 	if err != nil {
 		return nil, err
 	}
-	nbc, err := nbio.NBConn(server)
+	nbc, err := dup(server)
 	if err != nil {
 		_ = server.Close()
 		return nil, err
@@ -146,4 +147,22 @@ func probeConn(e *nbio.Engine, ln net.Listener, client net.Conn, seen []bool, de
 	case <-time.After(time.Until(deadline)):
 		return nbc, errors.New("poller loop did not start in time")
 	}
+}
+
+// dup is nbio.NBConn with the copy of the descriptor closed on exec. The
+// library's dup leaves the flag off: a process started at that moment (a
+// test starting client processes while the server starts) would hold the
+// probe's socket open after the poller closed it, the poller's
+// registration would outlive the descriptor, and the peer's hang-up would
+// be reported, again and again, for whatever connection next gets that
+// descriptor number: each one closed as soon as it arrives. The fork lock
+// is how Go itself keeps such a copy out of a starting process.
+func dup(c net.Conn) (*nbio.Conn, error) {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	nbc, err := nbio.NBConn(c)
+	if err == nil {
+		closeOnExec(nbc)
+	}
+	return nbc, err
 }
