@@ -40,10 +40,11 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBodies$$' -fuzztime=$(FUZZTIME) ./internal/inbox
 	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzWebhookAnswer$$' -fuzztime=$(FUZZTIME) ./internal/auth
+	$(GO) test -run='^$$' -fuzz='^FuzzEncode$$' -fuzztime=$(FUZZTIME) .
 
 # Go benchmarks of the hot paths (not part of `test`; see docs/BENCHMARKS.md).
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./internal/hub ./internal/store/sqlitestore
+	$(GO) test -run='^$$' -bench=. -benchmem ./internal/hub ./internal/store/sqlitestore ./internal/auth
 
 clean:
 	rm -rf bin

@@ -35,14 +35,6 @@ type ServerEvent struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-// Envelope returns the text a WebSocket client receives for m.
-func (m *Message) Envelope() []byte {
-	if m.Raw {
-		return m.Data
-	}
-	b, err := json.Marshal(ServerEvent{Event: m.Event, Channel: m.Channel, ID: m.ID, Data: m.Data})
-	if err != nil { // Data is not valid JSON: a bug upstream; never send it broken
-		b, _ = json.Marshal(ServerEvent{Event: m.Event, Channel: m.Channel, ID: m.ID, Data: json.RawMessage("null")})
-	}
-	return b
-}
+// Envelope returns the text a WebSocket client receives for m (see
+// AppendEnvelope).
+func (m *Message) Envelope() []byte { return m.AppendEnvelope(make([]byte, 0, m.EnvelopeSize())) }

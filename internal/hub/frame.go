@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"strings"
 	"sync"
 
 	"github.com/tidings/tidings"
@@ -55,7 +54,7 @@ func (f *Frame) Bytes(kind Kind) []byte {
 		f.jsonOnce.Do(func() { f.json = JSONEvent(f.Msg) })
 		return f.json
 	}
-	f.wsOnce.Do(func() { f.ws = WSText(f.Msg.Envelope()) })
+	f.wsOnce.Do(func() { f.ws = wsEnvelope(f.Msg) })
 	return f.ws
 }
 
@@ -90,50 +89,74 @@ func WSClose(code int, reason string) []byte {
 }
 
 func wsFrame(opcode byte, payload []byte) []byte {
-	n := len(payload)
-	var b []byte
+	b := make([]byte, maxHeader, maxHeader+len(payload))
+	return putHeader(opcode, append(b, payload...))
+}
+
+// wsEnvelope is m's envelope in one text frame, encoded straight into the
+// frame's buffer.
+func wsEnvelope(m *tidings.Message) []byte {
+	return putHeader(0x1, m.AppendEnvelope(make([]byte, maxHeader, maxHeader+m.EnvelopeSize())))
+}
+
+// maxHeader is the longest header of an unmasked frame.
+const maxHeader = 10
+
+// putHeader takes maxHeader bytes of room followed by the payload, writes
+// the frame header at the end of the room, and returns the frame.
+func putHeader(opcode byte, b []byte) []byte {
+	n := len(b) - maxHeader
+	var start int
 	switch {
 	case n < 126:
-		b = make([]byte, 2, 2+n)
-		b[1] = byte(n)
+		start = maxHeader - 2
+		b[start+1] = byte(n)
 	case n <= 0xffff:
-		b = make([]byte, 4, 4+n)
-		b[1] = 126
-		binary.BigEndian.PutUint16(b[2:], uint16(n))
+		start = maxHeader - 4
+		b[start+1] = 126
+		binary.BigEndian.PutUint16(b[start+2:], uint16(n))
 	default:
-		b = make([]byte, 10, 10+n)
+		start = 0
 		b[1] = 127
 		binary.BigEndian.PutUint64(b[2:], uint64(n))
 	}
-	b[0] = 0x80 | opcode
-	return append(b, payload...)
+	b[start] = 0x80 | opcode
+	return b[start:]
 }
 
 // EncodeSSE encodes m as one Server-Sent Events message: "id:" is the
 // cursor (omitted when empty), "event:" the event type, "data:" the JSON (a
 // raw publication's text, one data line per line of text).
 func EncodeSSE(m *tidings.Message, id string) []byte {
-	var b bytes.Buffer
+	data := []byte(m.Data)
+	b := make([]byte, 0, len(id)+len(m.Event)+len(data)+24)
 	if id != "" {
-		b.WriteString("id: ")
-		b.WriteString(id)
-		b.WriteByte('\n')
+		b = append(b, "id: "...)
+		b = append(b, id...)
+		b = append(b, '\n')
 	}
 	if m.Event != "" {
-		b.WriteString("event: ")
-		b.WriteString(m.Event)
-		b.WriteByte('\n')
+		b = append(b, "event: "...)
+		b = append(b, m.Event...)
+		b = append(b, '\n')
 	}
 	// A line break of any kind (CRLF, CR, LF) ends an SSE line: each
-	// becomes a new data line, so no text is cut off.
-	data := string(m.Data)
-	data = strings.ReplaceAll(data, "\r\n", "\n")
-	data = strings.ReplaceAll(data, "\r", "\n")
-	for _, line := range strings.Split(data, "\n") {
-		b.WriteString("data: ")
-		b.WriteString(line)
-		b.WriteByte('\n')
+	// starts a new data line, so no text is cut off. Compact JSON has
+	// none: one line.
+	for {
+		i := bytes.IndexAny(data, "\r\n")
+		b = append(b, "data: "...)
+		if i < 0 {
+			b = append(b, data...)
+			b = append(b, '\n')
+			break
+		}
+		b = append(b, data[:i]...)
+		b = append(b, '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
 	}
-	b.WriteByte('\n')
-	return b.Bytes()
+	return append(b, '\n')
 }

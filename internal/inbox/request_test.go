@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -24,6 +25,11 @@ func TestDecodeSend(t *testing.T) {
 	}
 	if len(r.Users) != 2 || r.Type != DefaultType || r.ttl.Hours() != 72 || string(r.Data) != `{"a":1}` {
 		t.Fatalf("%+v", r)
+	}
+	// Data is kept compact (events carry it as is); text inside strings stays.
+	r, err = DecodeSend([]byte("{\"users\":[\"1\"],\"data\": {\n  \"a\" : [1, 2],\t\"s\": \"x  y\"\r\n}}"))
+	if err != nil || string(r.Data) != `{"a":[1,2],"s":"x  y"}` {
+		t.Fatalf("data %s %v", r.Data, err)
 	}
 	bad := map[string]string{
 		``:                              "empty body",
@@ -49,6 +55,10 @@ func TestDecodePublishAndMesh(t *testing.T) {
 	p, err := DecodePublish([]byte(`{"channel":"post:42","channels":["a"],"event":"comment.created","data":{"x":1}}`))
 	if err != nil || len(p.Channels) != 2 || p.Event != "comment.created" {
 		t.Fatalf("%+v %v", p, err)
+	}
+	p, err = DecodePublish([]byte("{\"channel\":\"a\",\"data\": [ 1,\n 2 ]}"))
+	if err != nil || string(p.Data) != `[1,2]` {
+		t.Fatalf("data %s %v", p.Data, err)
 	}
 	if _, err := DecodePublish([]byte(`{"event":"x"}`)); code(err) != tidings.CodeBadRequest {
 		t.Fatal("no channel accepted")
@@ -81,19 +91,24 @@ func FuzzDecodeBodies(f *testing.F) {
 			if len(r.Users) == 0 || r.Type == "" {
 				t.Fatalf("send: accepted %+v", r)
 			}
-			if r.Data != nil && !json.Valid(r.Data) {
-				t.Fatalf("send: invalid data accepted")
+			if r.Data != nil && (!json.Valid(r.Data) || !isCompact(r.Data)) {
+				t.Fatalf("send: data %q accepted as is", r.Data)
 			}
 		}
 		if p, err := DecodePublish(b); err != nil {
 			if code(err) == 0 {
 				t.Fatalf("publish: uncoded error %v", err)
 			}
-		} else if len(p.Channels) == 0 || !json.Valid(p.Data) {
+		} else if len(p.Channels) == 0 || !json.Valid(p.Data) || !isCompact(p.Data) {
 			t.Fatalf("publish: accepted %+v", p)
 		}
 		if _, err := DecodeMesh(b); err != nil && code(err) == 0 {
 			t.Fatalf("mesh: uncoded error %v", err)
 		}
 	})
+}
+
+func isCompact(raw []byte) bool {
+	var b bytes.Buffer
+	return json.Compact(&b, raw) == nil && bytes.Equal(b.Bytes(), raw)
 }

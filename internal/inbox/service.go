@@ -82,7 +82,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) ([]tidings.Notifica
 // NotificationMessage is the message that carries n on its user's personal
 // channel: event "notification", the seq as cursor.
 func NotificationMessage(n *tidings.Notification) *tidings.Message {
-	data, _ := json.Marshal(n) // a Notification always encodes
+	data := n.AppendJSON(nil)
 	return &tidings.Message{Channel: tidings.PersonalChannel(n.User), Event: "notification",
 		ID: strconv.FormatInt(n.Seq, 10), Seq: n.Seq, Data: data}
 }
