@@ -1,6 +1,7 @@
 package tidings
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -11,9 +12,26 @@ import (
 // notification, then the event around it) are written by hand here: the
 // same bytes encoding/json writes for the struct tags (tests hold them
 // equal), without reflection or a second pass over the payload. The
-// payloads they embed (Notification.Data, Message.Data) are valid,
-// compact JSON: ingest compacts what publishers send, and everything else
-// is produced by encoding/json.
+// payloads they embed (Notification.Data, Message.Data) are already in
+// the form encoding/json would give them: ingest passes what publishers
+// send through CompactJSON, and everything else is produced by
+// encoding/json.
+
+// CompactJSON is raw, valid JSON, in the form encoding/json writes a
+// json.RawMessage: no white space between tokens, and <, >, &, U+2028 and
+// U+2029 in strings escaped. Invalid JSON comes back unchanged.
+func CompactJSON(raw json.RawMessage) json.RawMessage {
+	if bytes.IndexAny(raw, " \t\r\n<>&\u2028\u2029") < 0 {
+		return raw // the common case: nothing to change
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return raw
+	}
+	var out bytes.Buffer
+	json.HTMLEscape(&out, b.Bytes())
+	return out.Bytes()
+}
 
 // AppendJSON appends n as encoding/json would encode it.
 func (n *Notification) AppendJSON(b []byte) []byte {

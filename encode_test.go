@@ -86,14 +86,14 @@ func FuzzEncode(f *testing.F) {
 		f.Add(s, s, `{"a":1}`, int64(7))
 	}
 	f.Add("user-1", "comment", ` [1, {"x": "y z"}] `, int64(-1))
+	f.Add("0", "0", `{"&":"<\u2028>"}`, int64(184))
 	f.Fuzz(func(t *testing.T, s1, s2, data string, seq int64) {
 		raw := json.RawMessage(nil)
 		if data != "" {
-			var b bytes.Buffer
-			if json.Compact(&b, []byte(data)) != nil {
+			if !json.Valid([]byte(data)) {
 				return // payloads are valid JSON by the time they are encoded
 			}
-			raw = b.Bytes()
+			raw = CompactJSON(json.RawMessage(data)) // as ingest keeps them
 		}
 		created := time.Unix(0, seq%(1<<62)).UTC()
 		n := &Notification{ID: s1, Seq: seq, User: s2, Type: s1, Title: s2, Body: s1, URL: s2,
@@ -130,4 +130,25 @@ func BenchmarkNotificationJSON(b *testing.B) {
 			_, _ = json.Marshal((*plainNotification)(n))
 		}
 	})
+}
+
+func TestCompactJSON(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":1}`:                               `{"a":1}`,
+		" { \"a\" : [1, 2] ,\n\"b\":\"x y\" } ": `{"a":[1,2],"b":"x y"}`,
+		`{"<&>":"</script>"}`:                   `{"\u003c\u0026\u003e":"\u003c/script\u003e"}`,
+		"\"line\u2028sep\"":                     `"line\u2028sep"`,
+		`{"a":`:                                 `{"a":`, // not JSON: unchanged
+	} {
+		if got := string(CompactJSON(json.RawMessage(in))); got != want {
+			t.Errorf("CompactJSON(%q) = %q, want %q", in, got, want)
+		}
+		// The form encoding/json itself gives a json.RawMessage.
+		if json.Valid([]byte(in)) {
+			ref, _ := json.Marshal(json.RawMessage(in))
+			if string(ref) != want {
+				t.Errorf("encoding/json gives %q for %q", ref, in)
+			}
+		}
+	}
 }

@@ -84,7 +84,7 @@ func (r *SendRequest) Validate() error {
 	if bytes.Equal(bytes.TrimSpace(r.Data), []byte("null")) {
 		r.Data = nil
 	}
-	r.Data = compact(r.Data)
+	r.Data = tidings.CompactJSON(r.Data)
 	if r.TTL != "" {
 		d, err := ParseDuration(r.TTL)
 		if err != nil || d <= 0 {
@@ -138,7 +138,7 @@ func DecodePublish(body []byte) (PublishRequest, error) {
 	if len(req.Data) == 0 {
 		req.Data = json.RawMessage("null")
 	}
-	req.Data = compact(req.Data)
+	req.Data = tidings.CompactJSON(req.Data)
 	if len(probs) > 0 {
 		return req, tidings.Errorf(tidings.CodeBadRequest, "%s", strings.Join(probs, "; "))
 	}
@@ -240,18 +240,4 @@ func dedupe(in []string) []string {
 		}
 	}
 	return out
-}
-
-// compact takes the white space out of a JSON value the decoder has
-// checked: events carry their data as is (tidings.Message.AppendEnvelope),
-// and an SSE data line must not break.
-func compact(raw json.RawMessage) json.RawMessage {
-	if bytes.IndexAny(raw, " \t\r\n") < 0 {
-		return raw
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		return raw // not reached: the decoder accepted it
-	}
-	return b.Bytes()
 }
