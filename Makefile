@@ -44,7 +44,7 @@ fuzz:
 
 # Go benchmarks of the hot paths (not part of `test`; see docs/BENCHMARKS.md).
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./internal/hub ./internal/store/sqlitestore ./internal/auth
+	$(GO) test -run='^$$' -bench=. -benchmem . ./internal/hub ./internal/store/sqlitestore ./internal/auth
 
 clean:
 	rm -rf bin
