@@ -121,7 +121,7 @@ func probeConn(e *nbio.Engine, ln net.Listener, client net.Conn, seen []bool, de
 	if err != nil {
 		return nil, err
 	}
-	nbc, err := dup(server)
+	nbc, err := Transfer(func() (*nbio.Conn, error) { return nbio.NBConn(server) })
 	if err != nil {
 		_ = server.Close()
 		return nil, err
@@ -149,18 +149,19 @@ func probeConn(e *nbio.Engine, ln net.Listener, client net.Conn, seen []bool, de
 	}
 }
 
-// dup is nbio.NBConn with the copy of the descriptor closed on exec. The
-// library's dup leaves the flag off: a process started at that moment (a
-// test starting client processes while the server starts) would hold the
-// probe's socket open after the poller closed it, the poller's
-// registration would outlive the descriptor, and the peer's hang-up would
-// be reported, again and again, for whatever connection next gets that
-// descriptor number: each one closed as soon as it arrives. The fork lock
-// is how Go itself keeps such a copy out of a starting process.
-func dup(c net.Conn) (*nbio.Conn, error) {
+// Transfer runs move, which puts a connection on a poller (nbio dups its
+// descriptor), and marks the copy close-on-exec. The library's dup leaves
+// the flag off: a process started at that moment would hold the socket
+// open after the poller closed it, the poller's registration would outlive
+// the descriptor, and the peer's hang-up would be reported, again and
+// again, for whatever connection next gets that descriptor number: each
+// closed as soon as it arrives (seen when a test started client processes
+// while a server started). The fork lock is how Go itself keeps such a
+// copy out of a starting process.
+func Transfer(move func() (*nbio.Conn, error)) (*nbio.Conn, error) {
 	syscall.ForkLock.RLock()
 	defer syscall.ForkLock.RUnlock()
-	nbc, err := nbio.NBConn(c)
+	nbc, err := move()
 	if err == nil {
 		closeOnExec(nbc)
 	}

@@ -343,7 +343,7 @@ func (s *Server) hijack(w http.ResponseWriter, r *http.Request) (*nbio.Conn, err
 		s.log.Error("sse: hijack", "err", err, "remote", r.RemoteAddr)
 		return nil, err
 	}
-	nbc, err := nbio.NBConn(conn)
+	nbc, err := netpoll.Transfer(func() (*nbio.Conn, error) { return nbio.NBConn(conn) })
 	if err != nil { // not a plain socket (TLS terminated in process, for one)
 		s.log.Error("sse: connection cannot be moved to the poller", "err", err, "remote", r.RemoteAddr)
 		writeRawError(conn, tidings.Errorf(tidings.CodeInternal, "streaming is not available on this connection"))

@@ -10,6 +10,7 @@ package ws
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -49,6 +50,8 @@ type Options struct {
 	OpTimeout     time.Duration // bound on one op's backend calls; default 10 s
 	Logger        *slog.Logger
 }
+
+var errNotOnPoller = errors.New("websocket connection not on the poller")
 
 // Server upgrades requests and serves WebSocket connections.
 type Server struct {
@@ -164,15 +167,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		id = &ident
 	}
-	wsc, err := s.upgrader.UpgradeAndTransferConnToPoller(w, r, nil)
-	if err != nil {
-		s.log.Debug("websocket upgrade failed", "err", err, "remote", r.RemoteAddr)
+	var wsc *websocket.Conn
+	nbc, err := netpoll.Transfer(func() (*nbio.Conn, error) {
+		var err error
+		if wsc, err = s.upgrader.UpgradeAndTransferConnToPoller(w, r, nil); err != nil {
+			return nil, err
+		}
+		if nbc, ok := wsc.Conn.(*nbio.Conn); ok {
+			return nbc, nil
+		}
+		_ = wsc.Close()
+		return nil, errNotOnPoller
+	})
+	if errors.Is(err, errNotOnPoller) {
+		s.log.Error(err.Error(), "remote", r.RemoteAddr)
 		return
 	}
-	nbc, ok := wsc.Conn.(*nbio.Conn)
-	if !ok {
-		s.log.Error("websocket connection not on the poller")
-		_ = wsc.Close()
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", "err", err, "remote", r.RemoteAddr)
 		return
 	}
 	ss := &session{s: s, wsc: wsc, nbc: nbc}
