@@ -24,6 +24,9 @@ func TestConnectionsAreCloseOnExec(t *testing.T) {
 	s := n.openUser("bob", "", nil)
 	s.start()
 
+	// As a starting process would: no connection is mid-way to the poller.
+	syscall.ForkLock.Lock()
+	defer syscall.ForkLock.Unlock()
 	dir := "/proc/self/fd"
 	entries, err := os.ReadDir(dir)
 	if err != nil {
