@@ -8,6 +8,8 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"slices"
@@ -660,5 +662,100 @@ func TestDialSSEAndRead(t *testing.T) {
 	}
 	if rd.badFrames.Load() != 0 {
 		t.Fatalf("%d bad frames", rd.badFrames.Load())
+	}
+}
+
+func TestReadAnswer(t *testing.T) {
+	cases := []struct {
+		name, in   string
+		status     int
+		keep       bool
+		body, rest string
+	}{
+		{"length", "HTTP/1.1 202 Accepted\r\nContent-Length: 5\r\n\r\n{\"a\"}NEXT", 202, true, `{"a"}`, "NEXT"},
+		{"chunked", "HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nTrailer: t\r\n\r\nNEXT", 400, true, "abcde", "NEXT"},
+		{"close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nokNEXT", 200, false, "ok", "NEXT"},
+		{"to the end", "HTTP/1.1 500 Internal Server Error\r\n\r\nall of it", 500, false, "all of it", ""},
+		{"1.0", "HTTP/1.0 204 No Content\r\n\r\nNEXT", 204, false, "", "NEXT"},
+		{"header case", "HTTP/1.1 202 Accepted\r\ncontent-length:1\r\n\r\nxNEXT", 202, true, "x", "NEXT"},
+	}
+	for _, c := range cases {
+		br := bufio.NewReader(strings.NewReader(c.in))
+		var body []byte
+		status, keep, err := readAnswer(br, &body)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		rest, _ := io.ReadAll(br)
+		if status != c.status || keep != c.keep || string(body) != c.body || string(rest) != c.rest {
+			t.Fatalf("%s: status %d keep %v body %q rest %q", c.name, status, keep, body, rest)
+		}
+	}
+	long := "HTTP/1.1 400 Bad Request\r\nContent-Length: 1000\r\n\r\n" + strings.Repeat("e", 1000)
+	var body []byte
+	if _, _, err := readAnswer(bufio.NewReader(strings.NewReader(long)), &body); err != nil || len(body) != maxErrorBody {
+		t.Fatalf("long body: %d bytes kept, %v", len(body), err)
+	}
+	for _, bad := range []string{
+		"", "HTTP/1.1 202 Accepted\r\n", "HTTP/2 200 OK\r\n\r\n", "HTTP/1.1 2x2 Bad\r\n\r\n",
+		"HTTP/1.1 202 Accepted\r\nContent-Length: 10\r\n\r\nshort",
+		"HTTP/1.1 202 Accepted\r\nContent-Length: -1\r\n\r\n",
+		"HTTP/1.1 202 Accepted\r\nno colon\r\n\r\n",
+		"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+	} {
+		if _, _, err := readAnswer(bufio.NewReader(strings.NewReader(bad)), &body); err == nil {
+			t.Fatalf("%q: no error", bad)
+		}
+	}
+}
+
+// The API client sends what the server needs, reuses its connections,
+// and quotes an unexpected answer.
+func TestAPIClient(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		switch {
+		case r.URL.Path == "/base/v1/close":
+			w.Header().Set("Connection", "close")
+			w.WriteHeader(202)
+		case r.Method != "POST" || r.URL.Path != "/base/v1/publish" || r.Header.Get("Authorization") != "Bearer k" ||
+			r.Header.Get("Content-Type") != "application/json" || string(b) != `{"x":1}`:
+			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, 400)
+		default:
+			w.WriteHeader(202)
+			_, _ = w.Write([]byte(`{"ok":true}`))
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL + "/base")
+	a := newAPIClient(&common{apiURL: u, apiKey: "k", timeout: 5 * time.Second}, 2)
+	defer a.close()
+	if err := a.warm(2); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := a.post("/v1/publish", []byte(`{"x":1}`), 202); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections for 10 requests, want the 2 warmed", n)
+	}
+	if _, err := a.post("/v1/close", nil, 202); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.post("/v1/publish", []byte(`{"x":1}`), 202); err != nil {
+		t.Fatal(err)
+	}
+	status, err := a.post("/v1/other", []byte(`{}`), 202)
+	if status != 400 || err == nil || !strings.Contains(err.Error(), "unexpected POST /base/v1/other") {
+		t.Fatalf("status %d, %v", status, err)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -271,6 +270,9 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 	// Publish M events at the rate; each carries its send time.
 	api := newAPIClient(cm, inflight)
 	defer api.close()
+	if err := api.warm(inflight); err != nil {
+		return nil, fmt.Errorf("API connections: %w", err)
+	}
 	srvCPU, cliCPU := newCPUMeter(cm.pid), newCPUMeter(os.Getpid())
 	srvCPU.start()
 	cliCPU.start()
@@ -295,7 +297,7 @@ func broadcast(cm *common, n, m int, rate float64, channel string, inflight int)
 			defer func() { <-sem }()
 			t := clk.now()
 			body := fmt.Appendf(nil, `{"channel":%s,"event":"tick","data":{"t":%d,"n":%d}}`, strconv.Quote(channel), t, i)
-			_, err := api.post(context.Background(), "/v1/publish", body, 202)
+			_, err := api.post("/v1/publish", body, 202)
 			rtt[i] = clk.now() - t
 			if err != nil {
 				if pubErrs.Add(1) == 1 {

@@ -27,31 +27,7 @@ func TestMain(m *testing.M) {
 // while they do.
 func TestIdleSplitAcrossProcesses(t *testing.T) {
 	const secret = "idle-split-secret"
-	cfg := config.Defaults()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	cfg.JWTSecret = secret
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, &cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	srv := startServer(t, secret, "")
 
 	fs, cm, _ := newFlags("idle", 0)
 	tf := addTransportFlags(fs)
@@ -97,5 +73,69 @@ func TestIdleSplitAcrossProcesses(t *testing.T) {
 			t.Fatal("connections still open after the children ended")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startServer runs a Tidings server with the embedded defaults in this
+// process until the test ends.
+func startServer(t *testing.T, secret, apiKey string) *server.Server {
+	t.Helper()
+	cfg := config.Defaults()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.JWTSecret = secret
+	if apiKey != "" {
+		cfg.APIKeys = []string{apiKey}
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, &cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return srv
+}
+
+// personal against a real server in this process, one notification per
+// request and in batches: every acknowledged notification is delivered,
+// over the load tool's own HTTP client.
+func TestPersonalAgainstServer(t *testing.T) {
+	const secret, key = "personal-secret", "personal-key"
+	srv := startServer(t, secret, key)
+	for _, batch := range []int{1, 5} {
+		fs, cm, _ := newFlags("personal", 0)
+		tf := addTransportFlags(fs)
+		if err := fs.Parse([]string{"-url=ws://" + srv.Addr().String() + "/v1/ws", "-secret=" + secret, "-api-key=" + key, "-c=4", "-readers=1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tf.apply(cm, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := cm.finish(10, true); err != nil {
+			t.Fatal(err)
+		}
+		cm.timeout = 10 * time.Second
+		res, err := personal(cm, 10, 200, 500*time.Millisecond, 4, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.HTTPErrors != 0 || res.Acknowledged != res.Sent || res.Sent < 50 || res.Delivered != res.Acknowledged {
+			t.Fatalf("batch %d: %+v", batch, res)
+		}
 	}
 }

@@ -62,14 +62,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"runtime"
@@ -185,6 +182,7 @@ func watchdog(limit time.Duration) {
 type common struct {
 	rawURL  string
 	api     string
+	apiURL  *url.URL // api, parsed
 	apiKey  string
 	secret  string
 	pid     int
@@ -263,6 +261,12 @@ func (c *common) finish(n int, needAPIKey bool) error {
 		c.api = "http://" + u.Host + strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1/ws")
 	}
 	c.api = strings.TrimSuffix(c.api, "/")
+	if c.apiURL, err = url.Parse(c.api); err != nil {
+		return usageError("--api: " + err.Error())
+	}
+	if c.apiURL.Scheme != "http" || c.apiURL.Host == "" {
+		return usageError("--api: only http:// URLs are supported")
+	}
 	switch {
 	case c.secret == "":
 		return usageError("--secret is required")
@@ -421,50 +425,6 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-// apiClient posts to the server's HTTP API over kept-alive connections.
-type apiClient struct {
-	base string
-	key  string
-	hc   *http.Client
-}
-
-func newAPIClient(cm *common, conns int) *apiClient {
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: cm.timeout}).DialContext,
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     conns,
-		IdleConnTimeout:     time.Minute,
-		DisableCompression:  true,
-	}
-	return &apiClient{base: cm.api, key: cm.apiKey, hc: &http.Client{Transport: tr, Timeout: cm.timeout}}
-}
-
-// post sends body to path and returns the status (and, on a status other
-// than want, the start of the answer).
-func (a *apiClient) post(ctx context.Context, path string, body []byte, want int) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != want {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return resp.StatusCode, fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	return resp.StatusCode, nil
-}
-
-func (a *apiClient) close() { a.hc.CloseIdleConnections() }
 
 // serverFigures are read from /proc when --pid is given.
 type serverFigures struct {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
@@ -158,6 +157,9 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers, 
 
 	api := newAPIClient(cm, workers)
 	defer api.close()
+	if err := api.warm(workers); err != nil {
+		return nil, fmt.Errorf("API connections: %w", err)
+	}
 	srvCPU, cliCPU := newCPUMeter(cm.pid), newCPUMeter(os.Getpid())
 	srvCPU.start()
 	cliCPU.start()
@@ -185,7 +187,7 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers, 
 				body = appendNotification(body[:0], pick.next(), t)
 				requests.Add(1)
 				sent.Add(int64(batch))
-				_, err := api.post(context.Background(), "/v1/notifications", body, 202)
+				_, err := api.post("/v1/notifications", body, 202)
 				done := clk.now()
 				rtts[w] = append(rtts[w], done-t)
 				if err != nil {
