@@ -139,3 +139,38 @@ func TestPersonalAgainstServer(t *testing.T) {
 		}
 	}
 }
+
+// cluster with --api on the subscribers' own node: both runs deliver
+// everything, and the tool says nothing crossed between nodes.
+func TestClusterAgainstServer(t *testing.T) {
+	const secret, key = "cluster-secret", "cluster-key"
+	srv := startServer(t, secret, key)
+	fs, cm, _ := newFlags("cluster", 0)
+	tf := addTransportFlags(fs)
+	if err := fs.Parse([]string{"-url=ws://" + srv.Addr().String() + "/v1/ws", "-secret=" + secret, "-api-key=" + key, "-c=4", "-readers=1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cm.finish(10, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := tf.apply(cm, "channel=bench%3Aall"); err != nil {
+		t.Fatal(err)
+	}
+	cm.timeout = 10 * time.Second
+	remote, err := parseAPI("http://" + srv.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cluster(cm, remote, 10, 5, 50, "bench:all", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.SameNode || res.Local.Scenario != "cluster-local" || res.Remote.Scenario != "cluster-remote" {
+		t.Fatalf("result %+v", res)
+	}
+	for _, r := range []*broadcastResult{res.Local, res.Remote} {
+		if r.Deliveries != 50 || r.Completeness != 1 || r.PublishErrors != 0 || r.Duplicates != 0 {
+			t.Fatalf("%s: %+v", r.Scenario, r)
+		}
+	}
+}

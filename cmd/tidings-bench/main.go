@@ -6,6 +6,7 @@
 //	tidings-bench broadcast --pid PID --secret S --api-key K --n 15000 --publishes 20 --rate 1 [--transport sse]
 //	tidings-bench personal  --pid PID --secret S --api-key K --n 2000 --rate 2000 --duration 10s [--batch 50] [--transport sse]
 //	tidings-bench storm     --pid PID --secret S --n 10000 [--transport sse]
+//	tidings-bench cluster   --url ws://B/v1/ws --api http://A --secret S --api-key K --n 2000 --publishes 200 --rate 20
 //	tidings-bench floor     --n 15000 --publishes 20 --rate 1 [--writers 2]
 //
 // idle: opens N authenticated connections (one user each, token minted
@@ -36,6 +37,10 @@
 //
 // storm: opens N connections, closes them all, and reconnects them all as
 // fast as the dial concurrency allows.
+//
+// cluster: broadcast twice to N subscribers on the node of --url, first
+// publishing on that node, then on the node of --api (required): the
+// difference in latency is what the hop between nodes adds.
 //
 // floor: no server. The tool listens on 127.0.0.1, opens N TCP
 // connections to itself read by the same epoll loops as the other
@@ -90,10 +95,12 @@ scenarios:
   personal   N users, notifications at R/s (--batch K per request) for a duration:
              latency, notifications/s
   storm      N connections closed and reopened at once: reconnects/s
+  cluster    broadcast to N subscribers on the node of --url, published there and
+             then on the node of --api: the latency the hop between nodes adds
   floor      no server: N loopback sockets of the tool's own, one frame written to
              each per round (M rounds at R/s): the kernel's CPU per delivery
 
-idle, broadcast, personal and storm take --transport ws|sse (default ws);
+idle, broadcast, personal, storm and cluster take --transport ws|sse (default ws);
 sse streams are opened at --sse-path (default /v1/sse) on the host of --url.
 
 Run "tidings-bench <scenario> -h" for a scenario's flags.`
@@ -116,6 +123,8 @@ func main() {
 		err = runPersonal(os.Args[2:])
 	case "storm":
 		err = runStorm(os.Args[2:])
+	case "cluster":
+		err = runCluster(os.Args[2:])
 	case "floor":
 		err = runFloor(os.Args[2:])
 	case "-h", "-help", "--help", "help":
@@ -176,6 +185,18 @@ func watchdog(limit time.Duration) {
 		fmt.Fprintf(os.Stderr, "%s: run exceeded %v; giving up\n", os.Args[1], limit.Round(time.Second))
 		os.Exit(1)
 	})
+}
+
+// parseAPI checks an HTTP base URL of the server's API.
+func parseAPI(s string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSuffix(s, "/"))
+	if err != nil {
+		return nil, usageError("--api: " + err.Error())
+	}
+	if u.Scheme != "http" || u.Host == "" {
+		return nil, usageError("--api: only http:// URLs are supported")
+	}
+	return u, nil
 }
 
 // common are the flags every scenario has.
@@ -261,11 +282,8 @@ func (c *common) finish(n int, needAPIKey bool) error {
 		c.api = "http://" + u.Host + strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1/ws")
 	}
 	c.api = strings.TrimSuffix(c.api, "/")
-	if c.apiURL, err = url.Parse(c.api); err != nil {
-		return usageError("--api: " + err.Error())
-	}
-	if c.apiURL.Scheme != "http" || c.apiURL.Host == "" {
-		return usageError("--api: only http:// URLs are supported")
+	if c.apiURL, err = parseAPI(c.api); err != nil {
+		return err
 	}
 	switch {
 	case c.secret == "":
