@@ -8,8 +8,10 @@
 # broadcast20 broadcast20-sse broadcast100 broadcast100-sse floor1 floor2
 # personal personal-sse personal-batch. Default: all of them. RUNS (default
 # 3) runs of each; N (default 14000) connections; OUT (default
-# /tmp/tidings-loadbench.jsonl). Loopback only; a long run: about 25
-# minutes for everything.
+# /tmp/tidings-loadbench.jsonl); BENCH_TMP (default /tmp) holds the
+# server's data directory (BENCH_TMP=/dev/shm: the store on tmpfs, where
+# fsync costs nothing). Loopback only; a long run: about 25 minutes for
+# everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +21,7 @@ OUT=${OUT:-/tmp/tidings-loadbench.jsonl}
 PORT=${PORT:-18180}
 SECRET=bench-secret-bench-secret-bench-secret
 KEY=bench-key
-WORK=$(mktemp -d /tmp/tidings-loadbench.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/tidings-loadbench.XXXXXX")
 trap 'stop_server; rm -rf "$WORK"' EXIT
 
 BIN=bin/tidings

@@ -759,3 +759,23 @@ func TestAPIClient(t *testing.T) {
 		t.Fatalf("status %d, %v", status, err)
 	}
 }
+
+func TestFsyncFloor(t *testing.T) {
+	for _, grow := range []bool{false, true} {
+		dir := t.TempDir()
+		res, err := fsyncFloor(dir, 4096, 2000, 200*time.Millisecond, grow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Commits == 0 || res.Grow != grow || res.Sync.P50 <= 0 || res.Sync.Max < res.Sync.P99 ||
+			res.P999 < res.Sync.P99 || res.Over5ms > res.Commits {
+			t.Fatalf("grow %v: %+v", grow, res)
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Fatalf("grow %v: %d files left behind", grow, len(left))
+		}
+	}
+	if _, err := fsyncFloor("/nonexistent-dir", 4096, 100, time.Millisecond, false); err == nil {
+		t.Fatal("no error for a missing directory")
+	}
+}

@@ -8,6 +8,7 @@
 //	tidings-bench storm     --pid PID --secret S --n 10000 [--transport sse]
 //	tidings-bench cluster   --url ws://B/v1/ws --api http://A --secret S --api-key K --n 2000 --publishes 200 --rate 20
 //	tidings-bench floor     --n 15000 --publishes 20 --rate 1 [--writers 2]
+//	tidings-bench fsync     --dir DATA_DIR --rate 1000 --duration 10s [--grow]
 //
 // idle: opens N authenticated connections (one user each, token minted
 // with the server's HS256 secret), then reports connects/s and the
@@ -50,6 +51,12 @@
 // M rounds at R per second. The writers' own CPU time (getrusage
 // RUSAGE_THREAD) per write is the kernel's price of one delivery on this
 // machine: read broadcast's server CPU per delivery against it.
+//
+// fsync: no server either. Writes of --bytes to a file in --dir (the
+// filesystem of the data directory), each followed by fsync(2), at --rate
+// per second for --duration, rewriting the same 16 MiB (--grow: appending,
+// as a log growing from empty): what a durable commit waits for on this
+// disk, to read personal's latency against.
 //
 // Transports (--transport): ws, the default, is the WebSocket at --url;
 // sse is Server-Sent Events at --sse-path (default /v1/sse) on the same
@@ -99,6 +106,8 @@ scenarios:
              then on the node of --api: the latency the hop between nodes adds
   floor      no server: N loopback sockets of the tool's own, one frame written to
              each per round (M rounds at R/s): the kernel's CPU per delivery
+  fsync      no server: small writes to a file in --dir, each synced: what a
+             durable commit waits for on this disk
 
 idle, broadcast, personal, storm and cluster take --transport ws|sse (default ws);
 sse streams are opened at --sse-path (default /v1/sse) on the host of --url.
@@ -127,6 +136,8 @@ func main() {
 		err = runCluster(os.Args[2:])
 	case "floor":
 		err = runFloor(os.Args[2:])
+	case "fsync":
+		err = runFsync(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Println(usage)
 		return
