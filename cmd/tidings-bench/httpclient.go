@@ -101,15 +101,15 @@ func (a *apiClient) post(path string, body []byte, want int) (int, error) {
 		_ = c.c.Close()
 		return 0, fmt.Errorf("POST %s: %w", path, err)
 	}
+	if status != want { // quoted before another request may reuse c.body
+		err = fmt.Errorf("POST %s: %d %s", path, status, bytes.TrimSpace(c.body))
+	}
 	if keep {
 		a.put(c)
 	} else {
 		_ = c.c.Close()
 	}
-	if status != want {
-		return status, fmt.Errorf("POST %s: %d %s", path, status, bytes.TrimSpace(c.body))
-	}
-	return status, nil
+	return status, err
 }
 
 func (a *apiClient) close() {
