@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -153,26 +154,50 @@ func (s *bcastSink) text(c *wsConn, p, id []byte, now int64) {
 	s.got.Add(1)
 }
 
+// bcastFlags are the flags of a broadcast run (broadcast, cluster).
+type bcastFlags struct {
+	m        *int
+	rate     *float64
+	channel  *string
+	inflight *int
+	tf       *transportFlags
+}
+
+func addBcastFlags(fs *flag.FlagSet, m int, rate float64) *bcastFlags {
+	return &bcastFlags{
+		m:        fs.Int("publishes", m, "events published"),
+		rate:     fs.Float64("rate", rate, "publishes per second"),
+		channel:  fs.String("channel", "bench:all", "channel every connection subscribes to"),
+		inflight: fs.Int("inflight", 16, "publish requests in flight at most"),
+		tf:       addTransportFlags(fs),
+	}
+}
+
+// apply checks the flags once cm.finish has, and returns how long one
+// run's publishing lasts.
+func (b *bcastFlags) apply(cm *common) (time.Duration, error) {
+	if err := b.tf.apply(cm, "channel="+url.QueryEscape(*b.channel)); err != nil {
+		return 0, err
+	}
+	if *b.m <= 0 || *b.rate <= 0 || *b.inflight <= 0 {
+		return 0, usageError("--publishes, --rate and --inflight must be positive")
+	}
+	return time.Duration(float64(*b.m-1) / *b.rate * float64(time.Second)), nil
+}
+
 func runBroadcast(args []string) error {
 	fs, cm, n := newFlags("broadcast", 15000)
-	m := fs.Int("publishes", 20, "events published")
-	rate := fs.Float64("rate", 1, "publishes per second")
-	channel := fs.String("channel", "bench:all", "channel every connection subscribes to")
-	inflight := fs.Int("inflight", 16, "publish requests in flight at most")
-	tf := addTransportFlags(fs)
+	bf := addBcastFlags(fs, 20, 1)
 	_ = fs.Parse(args)
 	if err := cm.finish(*n, true); err != nil {
 		return err
 	}
-	if err := tf.apply(cm, "channel="+url.QueryEscape(*channel)); err != nil {
+	publishing, err := bf.apply(cm)
+	if err != nil {
 		return err
 	}
-	if *m <= 0 || *rate <= 0 || *inflight <= 0 {
-		return usageError("--publishes, --rate and --inflight must be positive")
-	}
-	publishing := time.Duration(float64(*m-1) / *rate * float64(time.Second))
 	watchdog(dialBound(cm, *n) + 3*cm.timeout + publishing + 2*time.Minute)
-	res, err := broadcast(cm, *n, *m, *rate, *channel, *inflight)
+	res, err := broadcast(cm, *n, *bf.m, *bf.rate, *bf.channel, *bf.inflight)
 	if err != nil {
 		return err
 	}

@@ -23,11 +23,7 @@ type clusterResult struct {
 
 func runCluster(args []string) error {
 	fs, cm, n := newFlags("cluster", 2000)
-	m := fs.Int("publishes", 200, "events published in each of the two runs")
-	rate := fs.Float64("rate", 20, "publishes per second")
-	channel := fs.String("channel", "bench:all", "channel every connection subscribes to")
-	inflight := fs.Int("inflight", 16, "publish requests in flight at most")
-	tf := addTransportFlags(fs)
+	bf := addBcastFlags(fs, 200, 20)
 	_ = fs.Parse(args)
 	if cm.api == "" {
 		return usageError("--api is required: the node to publish on (the subscribers are on the node of --url)")
@@ -40,15 +36,12 @@ func runCluster(args []string) error {
 	if err := cm.finish(*n, true); err != nil {
 		return err
 	}
-	if err := tf.apply(cm, "channel="+url.QueryEscape(*channel)); err != nil {
+	publishing, err := bf.apply(cm)
+	if err != nil {
 		return err
 	}
-	if *m <= 0 || *rate <= 0 || *inflight <= 0 {
-		return usageError("--publishes, --rate and --inflight must be positive")
-	}
-	publishing := time.Duration(float64(*m-1) / *rate * float64(time.Second))
 	watchdog(2 * (dialBound(cm, *n) + 3*cm.timeout + publishing + time.Minute))
-	res, err := cluster(cm, remote, *n, *m, *rate, *channel, *inflight)
+	res, err := cluster(cm, remote, *n, *bf.m, *bf.rate, *bf.channel, *bf.inflight)
 	if err != nil {
 		return err
 	}
