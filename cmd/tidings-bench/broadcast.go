@@ -224,10 +224,16 @@ func runBroadcast(args []string) error {
 		{"anomalies", fmt.Sprintf("%d duplicates, %d error replies, %d other frames, %d closed by server, %d bad frames",
 			res.Duplicates, res.ErrorReplies, res.OtherFrames, res.ServerCloses, res.BadFrames)},
 	})
-	if res.Completeness < 1 || res.PublishErrors > 0 || res.Duplicates > 0 || res.ErrorReplies > 0 {
+	if res.failed() {
 		return errFailed
 	}
 	return nil
+}
+
+// failed tells whether a run missed its mark: a delivery missing or twice,
+// a publish refused, or an error frame from the server.
+func (r *broadcastResult) failed() bool {
+	return r.Completeness < 1 || r.PublishErrors > 0 || r.Duplicates > 0 || r.ErrorReplies > 0
 }
 
 // dialBound is a generous bound on opening n connections.

@@ -57,7 +57,7 @@ func runCluster(args []string) error {
 		{"added by the hop", fmt.Sprintf("p50 %+.2f  p99 %+.2f ms", res.AddedP50, res.AddedP99)},
 	})
 	for _, r := range []*broadcastResult{res.Local, res.Remote} {
-		if r.Completeness < 1 || r.PublishErrors > 0 || r.Duplicates > 0 || r.ErrorReplies > 0 {
+		if r.failed() {
 			return errFailed
 		}
 	}
@@ -69,7 +69,7 @@ func runCluster(args []string) error {
 func cluster(cm *common, remote *url.URL, n, m int, rate float64, channel string, inflight int) (*clusterResult, error) {
 	local := cm.apiURL
 	res := &clusterResult{Scenario: "cluster", Subscribe: cm.rawURL, Publish: remote.String(),
-		SameNode: strings.EqualFold(remote.Host, local.Host) && strings.TrimSuffix(remote.Path, "/") == strings.TrimSuffix(local.Path, "/")}
+		SameNode: strings.EqualFold(remote.Host, local.Host) && remote.Path == local.Path} // parseAPI trimmed both
 	var err error
 	if res.Local, err = broadcast(cm, n, m, rate, channel, inflight); err != nil {
 		return nil, fmt.Errorf("publishing on %s: %w", local, err)
