@@ -135,7 +135,11 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	// instead of failing halfway if another process holds it. WAL (so
 	// readers never block the writer) is set on it below, after the page
 	// size: the driver runs DSN pragmas in an order of its own.
-	wdb, err := sql.Open("sqlite", dsn(path, "_txlock=immediate", "_synchronous=FULL",
+	// Its WAL writes go through walVFS (walvfs.go), one write per commit.
+	if err := registerWALVFS(); err != nil {
+		return nil, err
+	}
+	wdb, err := sql.Open("sqlite", dsn(path, "vfs="+walVFSName, "_txlock=immediate", "_synchronous=FULL",
 		"_pragma=foreign_keys(ON)", fmt.Sprintf("_pragma=cache_size(%d)", -writerCacheKiB)))
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open: %w", err)
