@@ -45,6 +45,8 @@ type Options struct {
 	// Logger receives warnings (failed group commits, purge errors);
 	// default slog.Default().
 	Logger *slog.Logger
+
+	syncWAL func() error // tests: replaces the syncer's fsync
 }
 
 const (
@@ -135,11 +137,16 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	// instead of failing halfway if another process holds it. WAL (so
 	// readers never block the writer) is set on it below, after the page
 	// size: the driver runs DSN pragmas in an order of its own.
-	// Its WAL writes go through walVFS (walvfs.go), one write per commit.
+	// Its WAL writes go through walVFS (walvfs.go), one write per 64 KiB.
 	if err := registerWALVFS(); err != nil {
 		return nil, err
 	}
+	// checkpoint_fullfsync marks the syncs a checkpoint or a new WAL
+	// header needs (SQLITE_SYNC_FULL), which walVFS performs, apart from a
+	// commit's (SQLITE_SYNC_NORMAL), which it leaves to the syncer (see
+	// syncLoop).
 	wdb, err := sql.Open("sqlite", dsn(path, "vfs="+walVFSName, "_txlock=immediate", "_synchronous=FULL",
+		"_pragma=checkpoint_fullfsync(1)",
 		"_pragma=foreign_keys(ON)", fmt.Sprintf("_pragma=cache_size(%d)", -writerCacheKiB)))
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open: %w", err)
@@ -162,11 +169,14 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlitestore: %s: %w", opt.Path, err)
 	}
-	w, err := newWriter(ctx, conn, opt.MaxBatch, opt.Logger)
+	w, err := newWriter(ctx, conn, path+"-wal", opt.MaxBatch, opt.Logger)
 	if err != nil {
 		_ = conn.Close()
 		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlitestore: %w", err)
+	}
+	if opt.syncWAL != nil {
+		w.sync = opt.syncWAL
 	}
 
 	// Read connections: query_only guards against a write slipping past
@@ -183,10 +193,15 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	rdb.SetMaxIdleConns(readers)
 
 	s := &Store{log: opt.Logger, wdb: wdb, rdb: rdb, w: w, quit: make(chan struct{})}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		w.run()
+		close(w.acks) // the syncer answers what is left, then returns
+	}()
+	go func() {
+		defer s.wg.Done()
+		w.syncLoop()
 	}()
 	if opt.PurgeEvery > 0 {
 		s.wg.Add(1)
@@ -250,6 +265,9 @@ func (s *Store) Close() error {
 		_, _ = s.w.conn.ExecContext(context.Background(), "PRAGMA optimize")
 		s.w.closeStmts()
 		errs := []error{s.w.conn.Close(), s.wdb.Close(), s.rdb.Close()}
+		if s.w.wal != nil {
+			errs = append(errs, s.w.wal.Close())
+		}
 		if err := errors.Join(errs...); err != nil {
 			s.closeErr = fmt.Errorf("sqlitestore: close: %w", err)
 		}

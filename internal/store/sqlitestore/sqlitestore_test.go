@@ -355,8 +355,10 @@ func TestDurabilitySettings(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "tidings.db"), Options{})
 	for query, want := range map[string]string{
 		"PRAGMA journal_mode": "wal",
-		"PRAGMA synchronous":  "2", // FULL: COMMIT syncs the WAL
-		"PRAGMA busy_timeout": fmt.Sprint(busyTimeoutMillis),
+		"PRAGMA synchronous":  "2", // FULL: every COMMIT asks for a WAL sync
+		// (the syncer does it), a checkpoint or new WAL header for a full one
+		"PRAGMA checkpoint_fullfsync": "1",
+		"PRAGMA busy_timeout":         fmt.Sprint(busyTimeoutMillis),
 		// A new database gets the page size, WAL checkpoint and writer
 		// cache the write path is tuned for.
 		"PRAGMA page_size":          fmt.Sprint(pageSize),

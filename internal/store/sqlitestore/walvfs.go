@@ -32,6 +32,15 @@ import (
 //
 // A failed write surfaces at the next of those, as the error the unix VFS
 // gave; at xSync that fails the COMMIT, as a failed write would have.
+//
+// One more change: a commit's sync is not done here. SQLite asks for it
+// with SQLITE_SYNC_NORMAL, and for the syncs it cannot do without (a
+// checkpoint's, a new WAL header's) with SQLITE_SYNC_FULL once the
+// connection sets PRAGMA checkpoint_fullfsync. The shim writes the commit
+// out, so it is whole in the file and readers may see it, and returns; the
+// owner of the connection must sync the WAL before it treats the commit as
+// durable (the Store's syncer, syncLoop in writer.go). Only the Store's
+// write connection opens the database through this VFS.
 // Locking, shared memory and the database file itself are the unix VFS's,
 // untouched.
 
@@ -60,8 +69,10 @@ var (
 	walFilesMu sync.Mutex
 	walFiles   = map[uintptr]*walFile{} // by sqlite3_file pointer
 
-	// walWrites counts the writes the shim handed to the unix VFS.
-	walWrites atomic.Int64
+	// walWrites counts the writes the shim handed to the unix VFS,
+	// walDeferredSyncs the commit syncs it left to the connection's owner,
+	// walSyncs the syncs it did.
+	walWrites, walDeferredSyncs, walSyncs atomic.Int64
 )
 
 // walFile is the pending, unwritten tail of one open WAL file.
@@ -199,10 +210,17 @@ func walRead(tls *libc.TLS, file, data uintptr, n int32, off int64) int32 {
 	return fn[rwFn](unixIO.FxRead)(tls, file, data, n, off)
 }
 
+// walSync writes out what is pending and syncs the file, except for a
+// commit's sync (see the file comment).
 func walSync(tls *libc.TLS, file uintptr, flags int32) int32 {
 	if rc := walFileOf(file).flush(tls, file); rc != sqlite3.SQLITE_OK {
 		return rc
 	}
+	if flags&0x0f != sqlite3.SQLITE_SYNC_FULL {
+		walDeferredSyncs.Add(1)
+		return sqlite3.SQLITE_OK
+	}
+	walSyncs.Add(1)
 	return fn[syncFn](unixIO.FxSync)(tls, file, flags)
 }
 

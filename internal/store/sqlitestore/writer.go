@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +52,14 @@ type writer struct {
 	maxBatch int
 	log      *slog.Logger
 	observer atomic.Pointer[func([]tidings.Notification)]
+
+	// acks carries committed (or failed) transactions to syncLoop, which
+	// alone uses walPath, wal and syncErr.
+	acks    chan ack
+	walPath string
+	wal     *os.File
+	syncErr error
+	sync    func() error // syncWAL; tests put a hook here
 
 	// seqs remembers users' last_seq as committed, so an append needs no
 	// statement to learn it; txSeqs holds what the open transaction has
@@ -135,9 +145,11 @@ var writeStmts = []struct {
 		 (SELECT pk FROM notifications WHERE expires_at <= ? LIMIT ?)`},
 }
 
-func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log *slog.Logger) (*writer, error) {
+func newWriter(ctx context.Context, conn *sql.Conn, walPath string, maxBatch int, log *slog.Logger) (*writer, error) {
 	w := &writer{conn: conn, reqs: make(chan op, 4*maxBatch), maxBatch: maxBatch, log: log,
+		acks: make(chan ack, 4*maxBatch), walPath: walPath,
 		seqs: make(map[string]int64), txSeqs: make(map[string]int64)}
+	w.sync = w.syncWAL
 	for _, s := range writeStmts {
 		st, err := conn.PrepareContext(ctx, s.query)
 		if err != nil {
@@ -225,23 +237,103 @@ func (w *writer) runBatch(batch []op) {
 		err = w.inTx(live)
 	}
 	if err == nil || len(live) == 1 {
-		if err == nil {
-			w.committed(live)
-		}
-		for _, o := range live {
-			o.base().done <- err
-		}
+		w.answer(live, err)
 		return
 	}
 	w.log.Warn("sqlitestore: group commit failed; retrying its requests one by one",
 		"requests", len(live), "err", err)
 	for _, o := range live {
-		err := w.inTx([]op{o})
-		if err == nil {
-			w.committed([]op{o})
-		}
-		o.base().done <- err
+		w.answer([]op{o}, w.inTx([]op{o}))
 	}
+}
+
+// answer hands ops and the outcome of their transaction to the syncer,
+// which answers them once what they committed is durable.
+func (w *writer) answer(ops []op, err error) {
+	w.acks <- ack{ops: ops, err: err}
+}
+
+// ack is one transaction's requests and its outcome (nil: committed).
+type ack struct {
+	ops []op
+	err error
+}
+
+// The writer's COMMIT writes the transaction to the WAL and publishes it
+// to readers, but does not sync it: walVFS (walvfs.go) leaves a commit's
+// sync to the syncer. The syncer takes every transaction committed so far,
+// syncs the WAL once for all of them, then reports their notifications to
+// the observer and answers their callers, in commit order. Meanwhile the
+// writer is already running the next transaction: the disk's sync and the
+// next batch's work overlap instead of taking turns. A caller is still
+// answered only after its work is on disk, and so is any caller whose
+// request saw the result of an earlier one (an idempotent retry, a
+// MarkRead): the sync that answers it started after its own commit, and
+// covers every earlier one. What readers may see early is a committed
+// transaction up to one sync before it is durable: lost only with the
+// machine (a power cut before the sync), never with the process.
+func (w *writer) syncLoop() {
+	for first := range w.acks {
+		group := []ack{first}
+	more:
+		for {
+			select {
+			case a, ok := <-w.acks:
+				if !ok {
+					break more
+				}
+				group = append(group, a)
+			default:
+				break more
+			}
+		}
+		err := w.syncErr
+		if err == nil {
+			for _, a := range group {
+				if a.err == nil {
+					err = w.sync()
+					break
+				}
+			}
+		}
+		if err != nil && w.syncErr == nil {
+			// After a failed fsync the kernel may have dropped the pages
+			// it could not write: nothing later can be promised durable.
+			w.syncErr = err
+			w.log.Error("sqlitestore: syncing the WAL failed; no write is acknowledged from now on", "err", err)
+		}
+		for _, a := range group {
+			if a.err == nil && err == nil {
+				w.committed(a.ops)
+			}
+			answerErr := a.err
+			if answerErr == nil {
+				answerErr = err
+			}
+			for _, o := range a.ops {
+				o.base().done <- answerErr
+			}
+		}
+	}
+}
+
+// syncWAL makes everything written to the WAL so far durable: fsync on a
+// descriptor of our own (a sync covers the file, whoever wrote to it).
+func (w *writer) syncWAL() error {
+	if w.wal == nil {
+		f, err := os.Open(w.walPath)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // no WAL yet: nothing was committed to one
+		}
+		if err != nil {
+			return fmt.Errorf("sqlitestore: open WAL to sync it: %w", err)
+		}
+		w.wal = f
+	}
+	if err := w.wal.Sync(); err != nil {
+		return fmt.Errorf("sqlitestore: sync WAL: %w", err)
+	}
+	return nil
 }
 
 // committed reports what a commit stored to the observer, in commit order,
