@@ -46,7 +46,8 @@ type Options struct {
 	// default slog.Default().
 	Logger *slog.Logger
 
-	syncWAL func() error // tests: replaces the syncer's fsync
+	syncWAL         func() error // tests: replaces the syncer's fsync
+	checkpointBytes int64        // tests: replaces checkpointBytes
 }
 
 const (
@@ -70,16 +71,15 @@ const (
 	// spills them to the WAL before COMMIT, and the same pages are written
 	// again at COMMIT. The readers keep SQLite's default (2 MiB).
 	writerCacheKiB = 16 << 10
-	// checkpointBytes is how much WAL the writer lets pile up before it
-	// copies the WAL back into the database (SQLite's automatic checkpoint,
-	// run by the COMMIT that crosses it; SQLite's default is 1,000 pages).
-	// A checkpoint copies each page once however many commits changed it,
-	// and syncs the database file: the leaves a batch of users touched are
-	// mostly the ones the next batches touch again, so a longer WAL means
-	// fewer page copies and fewer syncs per notification. What one
-	// checkpoint costs is bounded by the distinct pages changed since the
-	// last, not by this size. The WAL file grows to about this size plus
-	// one commit and stays that large (SQLite reuses it from the start).
+	// checkpointBytes is how much WAL piles up before the checkpointer
+	// copies it back into the database (see checkpoint.go; SQLite's own
+	// default is 1,000 pages). A checkpoint copies each page once however
+	// many commits changed it, and syncs the database file: the leaves a
+	// batch of users touched are mostly the ones the next batches touch
+	// again, so a longer WAL means fewer page copies and fewer syncs per
+	// notification. The WAL file grows to about this size plus what is
+	// written during a checkpoint round, and stays that large (SQLite
+	// reuses it from the start).
 	checkpointBytes = 64 << 20
 )
 
@@ -91,6 +91,7 @@ type Store struct {
 	log    *slog.Logger
 	wdb    *sql.DB // holds the one write connection, owned by w
 	rdb    *sql.DB // read pool
+	cdb    *sql.DB // the checkpointer's connection
 	w      *writer
 	closed atomic.Bool
 
@@ -178,6 +179,27 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	if opt.syncWAL != nil {
 		w.sync = opt.syncWAL
 	}
+	if opt.checkpointBytes > 0 {
+		w.walLimit = opt.checkpointBytes
+	}
+	var frame int64
+	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&frame); err != nil {
+		w.closeStmts()
+		_ = conn.Close()
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: %s: read page size: %w", opt.Path, err)
+	}
+	frame += walFrameHeaderBytes
+	// The checkpointer's connection: a plain one (synchronous=FULL: a
+	// checkpoint syncs the WAL before it copies and the database after).
+	cdb, err := sql.Open("sqlite", dsn(path, "_synchronous=FULL"))
+	if err != nil {
+		w.closeStmts()
+		_ = conn.Close()
+		_ = wdb.Close()
+		return nil, fmt.Errorf("sqlitestore: open checkpointer: %w", err)
+	}
+	cdb.SetMaxOpenConns(1)
 
 	// Read connections: query_only guards against a write slipping past
 	// the writer (two writers would fight over the lock).
@@ -186,14 +208,20 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		w.closeStmts()
 		_ = conn.Close()
 		_ = wdb.Close()
+		_ = cdb.Close()
 		return nil, fmt.Errorf("sqlitestore: open readers: %w", err)
 	}
 	readers := max(4, runtime.GOMAXPROCS(0))
 	rdb.SetMaxOpenConns(readers)
 	rdb.SetMaxIdleConns(readers)
 
-	s := &Store{log: opt.Logger, wdb: wdb, rdb: rdb, w: w, quit: make(chan struct{})}
-	s.wg.Add(2)
+	s := &Store{log: opt.Logger, wdb: wdb, rdb: rdb, cdb: cdb, w: w, quit: make(chan struct{})}
+	ck := &checkpointer{db: cdb, w: w, walPath: w.walPath, frame: frame, quit: s.quit}
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		ck.run()
+	}()
 	go func() {
 		defer s.wg.Done()
 		w.run()
@@ -214,9 +242,10 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 }
 
 // setupWAL gives a new database its page size, puts the database in WAL
-// mode and sets the automatic checkpoint for the page size it has. The page
-// size must come first: turning WAL on writes the database's first page,
-// and the page size of a WAL database never changes after that.
+// mode and turns SQLite's automatic checkpoint off (the checkpointer does
+// it; see checkpoint.go). The page size must come first: turning WAL on
+// writes the database's first page, and the page size of a WAL database
+// never changes after that.
 func setupWAL(ctx context.Context, conn *sql.Conn) error {
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA page_size = %d", pageSize)); err != nil {
 		return fmt.Errorf("set page size: %w", err)
@@ -225,12 +254,8 @@ func setupWAL(ctx context.Context, conn *sql.Conn) error {
 	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil || mode != "wal" {
 		return fmt.Errorf("WAL mode unavailable (journal_mode=%q): %v", mode, err)
 	}
-	var size int
-	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil || size <= 0 {
-		return fmt.Errorf("read page size (%d): %v", size, err)
-	}
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", max(1000, checkpointBytes/size))); err != nil {
-		return fmt.Errorf("set WAL checkpoint: %w", err)
+	if _, err := conn.ExecContext(ctx, "PRAGMA wal_autocheckpoint = 0"); err != nil {
+		return fmt.Errorf("turn automatic checkpoints off: %w", err)
 	}
 	return nil
 }
@@ -264,7 +289,7 @@ func (s *Store) Close() error {
 		// failure changes nothing.
 		_, _ = s.w.conn.ExecContext(context.Background(), "PRAGMA optimize")
 		s.w.closeStmts()
-		errs := []error{s.w.conn.Close(), s.wdb.Close(), s.rdb.Close()}
+		errs := []error{s.w.conn.Close(), s.wdb.Close(), s.rdb.Close(), s.cdb.Close()}
 		if s.w.wal != nil {
 			errs = append(errs, s.w.wal.Close())
 		}

@@ -68,6 +68,7 @@ var (
 
 	walFilesMu sync.Mutex
 	walFiles   = map[uintptr]*walFile{} // by sqlite3_file pointer
+	walByPath  = map[string]*walFile{}  // the same files, by WAL path
 
 	// walWrites counts the writes the shim handed to the unix VFS,
 	// walDeferredSyncs the commit syncs it left to the connection's owner,
@@ -75,10 +76,15 @@ var (
 	walWrites, walDeferredSyncs, walSyncs atomic.Int64
 )
 
-// walFile is the pending, unwritten tail of one open WAL file.
+// walFile is the pending, unwritten tail of one open WAL file, and how far
+// into the file the current WAL reaches.
 type walFile struct {
 	off int64  // file offset of buf[0]
 	buf []byte // len 0: nothing pending
+	// end is the end of the furthest write since the WAL last started over
+	// (SQLite then writes a new header at offset 0): the bytes of WAL that
+	// a checkpoint has to deal with. Read by the checkpointer.
+	end atomic.Int64
 }
 
 // registerWALVFS registers the shim once per process.
@@ -154,11 +160,26 @@ func walOpen(tls *libc.TLS, vfs, name, file uintptr, flags int32, outFlags uintp
 	if f.FpMethods != uintptr(unsafe.Pointer(unixIO)) {
 		return rc // not the unix file methods we wrap (cannot happen): leave it be
 	}
+	w := &walFile{}
 	walFilesMu.Lock()
-	walFiles[file] = &walFile{}
+	walFiles[file] = w
+	walByPath[libc.GoString(name)] = w
 	walFilesMu.Unlock()
 	f.FpMethods = uintptr(unsafe.Pointer(&walIO))
 	return rc
+}
+
+// walEnd is how many bytes the WAL at path holds since it last started
+// over, as written through the shim; 0 when no connection has it open
+// through the shim.
+func walEnd(path string) int64 {
+	walFilesMu.Lock()
+	w := walByPath[path]
+	walFilesMu.Unlock()
+	if w == nil {
+		return 0
+	}
+	return w.end.Load()
 }
 
 func walFileOf(file uintptr) *walFile {
@@ -185,6 +206,9 @@ func unixWrite(tls *libc.TLS, file, data uintptr, n int32, off int64) int32 {
 
 func walWrite(tls *libc.TLS, file, data uintptr, n int32, off int64) int32 {
 	w := walFileOf(file)
+	if end := off + int64(n); off == 0 || end > w.end.Load() {
+		w.end.Store(end) // only this connection writes: no lost update
+	}
 	if len(w.buf) > 0 && off == w.off+int64(len(w.buf)) && len(w.buf)+int(n) <= walBufMax {
 		w.buf = append(w.buf, unsafe.Slice((*byte)(cptr(data)), n)...)
 		return sqlite3.SQLITE_OK
@@ -241,6 +265,11 @@ func walFileSize(tls *libc.TLS, file, size uintptr) int32 {
 func walClose(tls *libc.TLS, file uintptr) int32 {
 	rc := walFileOf(file).flush(tls, file)
 	walFilesMu.Lock()
+	for path, pw := range walByPath {
+		if pw == walFiles[file] {
+			delete(walByPath, path)
+		}
+	}
 	delete(walFiles, file)
 	walFilesMu.Unlock()
 	if crc := fn[closeFn](unixIO.FxClose)(tls, file); rc == sqlite3.SQLITE_OK {

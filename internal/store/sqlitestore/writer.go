@@ -61,6 +61,13 @@ type writer struct {
 	syncErr error
 	sync    func() error // syncWAL; tests put a hook here
 
+	// walLimit is the WAL size past which checkWAL wakes the checkpointer
+	// (walFull); tail carries its requests for copyTail.
+	walLimit   int64
+	walFull    chan struct{}
+	tail       chan chan error
+	tailCopies atomic.Int64
+
 	// seqs remembers users' last_seq as committed, so an append needs no
 	// statement to learn it; txSeqs holds what the open transaction has
 	// read or assigned; remembered tells whether it took any from seqs.
@@ -148,6 +155,7 @@ var writeStmts = []struct {
 func newWriter(ctx context.Context, conn *sql.Conn, walPath string, maxBatch int, log *slog.Logger) (*writer, error) {
 	w := &writer{conn: conn, reqs: make(chan op, 4*maxBatch), maxBatch: maxBatch, log: log,
 		acks: make(chan ack, 4*maxBatch), walPath: walPath,
+		walLimit: checkpointBytes, walFull: make(chan struct{}, 1), tail: make(chan chan error),
 		seqs: make(map[string]int64), txSeqs: make(map[string]int64)}
 	w.sync = w.syncWAL
 	for _, s := range writeStmts {
@@ -174,12 +182,23 @@ func (w *writer) closeStmts() {
 func (w *writer) run() {
 	var held op // taken from the queue but left for the next batch
 	for {
+		select {
+		case done := <-w.tail: // a checkpoint round waits for its tail
+			done <- w.copyTail()
+		default:
+		}
 		first := held
 		held = nil
 		if first == nil {
-			var ok bool
-			if first, ok = <-w.reqs; !ok {
-				return
+			select {
+			case o, ok := <-w.reqs:
+				if !ok {
+					return
+				}
+				first = o
+			case done := <-w.tail:
+				done <- w.copyTail()
+				continue
 			}
 		}
 		batch := []op{first}
@@ -206,6 +225,7 @@ func (w *writer) run() {
 			}
 		}
 		w.runBatch(batch)
+		w.checkWAL()
 		if closed && held == nil {
 			return
 		}

@@ -1,0 +1,113 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// Checkpoints, off the writer's path.
+//
+// SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL
+// past its limit: it copies every page changed since the last checkpoint
+// back into the database file and syncs that file, while every request
+// queued behind the commit waits (up to a quarter of a second at 25,000
+// notifications/s). So the writer's automatic checkpoint is off, and a
+// goroutine with a connection of its own does the copying, beside the
+// writer, which goes on committing.
+//
+// One thing a checkpoint beside a busy writer cannot do is let the WAL
+// start over: SQLite writes the WAL from its beginning again only at a
+// write transaction that finds all of it copied back, and a checkpoint
+// that runs while commits go on never leaves it so. Left at that, the WAL
+// grows without end. So the checkpointer copies in passes, each copying
+// what was written during the one before, until what is left is short
+// (tailBytes); then the writer copies that rest itself, between two
+// transactions (a few milliseconds), and its next transaction starts the
+// WAL over.
+
+// tailBytes is about as much WAL as the writer is asked to copy itself.
+const tailBytes = 1 << 20
+
+// maxPasses bounds the checkpointer's passes in one round: a writer that
+// outruns it leaves a longer tail to the writer rather than none.
+const maxPasses = 6
+
+// walHeaderBytes and walFrameHeaderBytes are fixed by SQLite's WAL format.
+const (
+	walHeaderBytes      = 32
+	walFrameHeaderBytes = 24
+)
+
+// checkpointer copies the WAL back into the database whenever the writer
+// reports it past limit. It ends when quit is closed.
+type checkpointer struct {
+	db      *sql.DB // one connection, the checkpointer's own
+	w       *writer
+	walPath string
+	frame   int64 // bytes per WAL frame
+	quit    <-chan struct{}
+}
+
+func (c *checkpointer) run() {
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-c.w.walFull:
+		}
+		if err := c.round(); err != nil {
+			c.w.log.Warn("sqlitestore: checkpoint", "err", err)
+		}
+	}
+}
+
+// round is one checkpoint: passes beside the writer, then the tail by the
+// writer.
+func (c *checkpointer) round() error {
+	ctx := context.Background()
+	for range maxPasses {
+		var busy, frames, copied int64
+		if err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err != nil {
+			return fmt.Errorf("background pass: %w", err)
+		}
+		if walEnd(c.walPath)-(walHeaderBytes+copied*c.frame) <= tailBytes {
+			break
+		}
+	}
+	done := make(chan error, 1)
+	select {
+	case c.w.tail <- done:
+	case <-c.quit:
+		return nil
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("tail copied by the writer: %w", err)
+		}
+	case <-c.quit:
+	}
+	return nil
+}
+
+// copyTail is the writer's part of a checkpoint round, run between two
+// transactions: it copies what the checkpointer's passes left, so the next
+// transaction starts the WAL over.
+func (w *writer) copyTail() error {
+	w.tailCopies.Add(1)
+	_, err := w.conn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+	return err
+}
+
+// checkWAL tells the checkpointer, after a commit, when the WAL is past its
+// limit. It never blocks: a round under way will see the WAL as it is.
+func (w *writer) checkWAL() {
+	if walEnd(w.walPath) < w.walLimit {
+		return
+	}
+	select {
+	case w.walFull <- struct{}{}:
+	default:
+	}
+}

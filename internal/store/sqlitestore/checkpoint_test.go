@@ -1,0 +1,104 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/tidings/tidings"
+)
+
+// Under appends that never pause, with readers beside them, the WAL is
+// copied back and starts over again and again (the checkpointer's passes,
+// then the writer's tail), stays near its limit, and nothing is lost.
+func TestCheckpointKeepsWALBounded(t *testing.T) {
+	const limit = 256 << 10
+	path := filepath.Join(t.TempDir(), "tidings.db")
+	opt := Options{Path: path}
+	opt.checkpointBytes = limit
+	s := openTest(t, path, opt)
+	ctx := context.Background()
+
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	readErr := make(chan error, 4)
+	for r := range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.List(ctx, fmt.Sprintf("u%d", (i*7+r)%200), tidings.ListQuery{}); err != nil {
+					readErr <- err
+					return
+				}
+			}
+		}()
+	}
+
+	const users = 200
+	var restarts, batches int
+	var maxWAL int64
+	last := walEnd(path + "-wal")
+	for batches = 0; restarts < 4 && batches < 3000; batches++ {
+		items := make([]tidings.NewNotification, users)
+		for u := range items {
+			items[u] = newNote(fmt.Sprintf("u%d", u), "x")
+		}
+		if _, err := s.Append(ctx, items); err != nil {
+			t.Fatal(err)
+		}
+		end := walEnd(path + "-wal")
+		if end < last {
+			restarts++
+		}
+		last = end
+		if st, err := os.Stat(path + "-wal"); err == nil {
+			maxWAL = max(maxWAL, st.Size())
+		}
+	}
+	close(stop)
+	readers.Wait()
+	select {
+	case err := <-readErr:
+		t.Fatalf("a reader failed beside the checkpoints: %v", err)
+	default:
+	}
+	if restarts < 4 {
+		t.Fatalf("the WAL started over %d times in %d batches; want 4", restarts, batches)
+	}
+	if s.w.tailCopies.Load() == 0 {
+		t.Fatal("the writer never copied a tail")
+	}
+	if maxWAL > 16*limit {
+		t.Fatalf("the WAL file reached %d bytes with a limit of %d", maxWAL, limit)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ok string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
+		t.Fatalf("integrity_check = %q, %v", ok, err)
+	}
+	var n, lo, hi int
+	if err := db.QueryRow("SELECT count(*), min(c), max(c) FROM (SELECT count(*) c FROM notifications GROUP BY user)").Scan(&n, &lo, &hi); err != nil {
+		t.Fatal(err)
+	}
+	if n != users || lo != batches || hi != batches {
+		t.Fatalf("after reopening: %d users with %d..%d rows each; want %d with %d", n, lo, hi, users, batches)
+	}
+}
