@@ -59,6 +59,13 @@ func (c *checkpointer) run() {
 		if err := c.round(); err != nil {
 			c.w.log.Warn("sqlitestore: checkpoint", "err", err)
 		}
+		// A commit made during the round may have asked for another; the
+		// WAL it saw is the one just copied, which starts over at the
+		// writer's next commit.
+		select {
+		case <-c.w.walFull:
+		default:
+		}
 	}
 }
 
