@@ -24,7 +24,7 @@ import (
 // what was written during the one before, until what is left is short
 // (tailBytes); then the writer copies that rest itself, between two
 // transactions (a few milliseconds), and its next transaction starts the
-// WAL over.
+// WAL over (see copyTail).
 
 // tailBytes is about as much WAL as the writer is asked to copy itself.
 const tailBytes = 1 << 20
@@ -100,10 +100,14 @@ func (c *checkpointer) round() error {
 
 // copyTail is the writer's part of a checkpoint round, run between two
 // transactions: it copies what the checkpointer's passes left, so the next
-// transaction starts the WAL over.
+// transaction starts the WAL over. RESTART, not PASSIVE: it then also waits
+// for the reads still using the WAL to end (readers that begin after the
+// copy read the database file alone); with reads going on all the time, a
+// PASSIVE copy almost never left a moment without one, and the WAL went on
+// growing.
 func (w *writer) copyTail() error {
 	w.tailCopies.Add(1)
-	_, err := w.conn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+	_, err := w.conn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(RESTART)")
 	return err
 }
 

@@ -78,6 +78,7 @@ func TestCheckpointKeepsWALBounded(t *testing.T) {
 	if s.w.tailCopies.Load() == 0 {
 		t.Fatal("the writer never copied a tail")
 	}
+	t.Logf("%d batches, %d restarts, WAL file up to %d bytes, %d tails", batches, restarts, maxWAL, s.w.tailCopies.Load())
 	if maxWAL > 16*limit {
 		t.Fatalf("the WAL file reached %d bytes with a limit of %d", maxWAL, limit)
 	}

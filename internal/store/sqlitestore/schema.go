@@ -104,6 +104,60 @@ CREATE TRIGGER notifications_deleted AFTER DELETE ON notifications
 	UPDATE user_seq SET unread = unread - 1 WHERE user = OLD.user;
 END;
 `,
+
+	// 2: appends no longer write user_seq.
+	//
+	// In version 1 every append updated its user's user_seq row (last_seq
+	// and the unread counter), through a trigger: one more B-tree leaf per
+	// user per group commit, with its frame in the WAL and its copy at the
+	// next checkpoint, and an upsert per row; together about a tenth of
+	// what a notification cost the server. Now only what changes rarely is
+	// kept there. seq is dense per user (the writer hands out last + 1, and
+	// a rolled-back append gives its seqs back), so:
+	//
+	//   last_seq = max(user_seq.last_seq, the user's highest seq still stored)
+	//   unread   = last_seq - user_seq.consumed
+	//
+	// user_seq.last_seq is raised when a row is deleted (so a seq is never
+	// handed out twice, even after the newest row goes), and consumed
+	// counts the rows that stopped being unread: read (and back when one is
+	// marked unread again), or deleted or purged while unread. A user with
+	// no user_seq row has deleted nothing and read nothing. Expired but
+	// unpurged unread rows are still taken off at read time, as before.
+	`
+CREATE TABLE user_seq_2 (
+	user     TEXT PRIMARY KEY,
+	last_seq INTEGER NOT NULL,
+	consumed INTEGER NOT NULL CHECK (consumed >= 0)
+) STRICT, WITHOUT ROWID;
+INSERT INTO user_seq_2 (user, last_seq, consumed) SELECT user, last_seq, last_seq - unread FROM user_seq;
+DROP TRIGGER notifications_inserted;
+DROP TRIGGER notifications_read;
+DROP TRIGGER notifications_deleted;
+DROP TABLE user_seq;
+ALTER TABLE user_seq_2 RENAME TO user_seq;
+
+-- A seq not above the highest one a deleted row had would hand that seq out
+-- again (the unique (user, seq) index catches one still in use): the writer
+-- never picks one, but a stale memory of a last_seq would.
+CREATE TRIGGER notifications_seq_fresh BEFORE INSERT ON notifications
+	WHEN NEW.seq <= (SELECT last_seq FROM user_seq WHERE user = NEW.user) BEGIN
+	SELECT RAISE(ABORT, 'seq not above the user''s last_seq');
+END;
+-- Marking a row read (or unread again) moves consumed.
+CREATE TRIGGER notifications_read AFTER UPDATE OF read_at ON notifications
+	WHEN (OLD.read_at IS NULL) <> (NEW.read_at IS NULL) BEGIN
+	INSERT INTO user_seq (user, last_seq, consumed) VALUES (NEW.user, 0, 1)
+	ON CONFLICT (user) DO UPDATE SET consumed = consumed + iif(NEW.read_at IS NULL, -1, 1);
+END;
+-- Deleting a row (Delete, the purge) keeps its seq from being handed out
+-- again, and consumes it if it was unread.
+CREATE TRIGGER notifications_deleted AFTER DELETE ON notifications BEGIN
+	INSERT INTO user_seq (user, last_seq, consumed) VALUES (OLD.user, OLD.seq, OLD.read_at IS NULL)
+	ON CONFLICT (user) DO UPDATE SET last_seq = max(last_seq, OLD.seq),
+		consumed = consumed + (OLD.read_at IS NULL);
+END;
+`,
 }
 
 // migrate brings the database on conn to the latest schema. Each step runs

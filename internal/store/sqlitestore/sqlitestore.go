@@ -488,9 +488,9 @@ func (s *Store) List(ctx context.Context, user string, q tidings.ListQuery) (tid
 		page.Next = items[limit-1].Seq
 	}
 	page.Items = items
-	err = tx.QueryRowContext(ctx, `SELECT last_seq, `+unreadCount+` FROM user_seq WHERE user = :user`,
+	err = tx.QueryRowContext(ctx, `SELECT `+lastSeqOf+`, `+unreadCount,
 		sql.Named("user", user), now).Scan(&page.LastSeq, &page.Unread)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) { // no row: never sent anything
+	if err != nil {
 		return tidings.Page{}, fmt.Errorf("sqlitestore: list: last seq and unread: %w", err)
 	}
 	return page, nil
@@ -523,9 +523,9 @@ func (s *Store) Unread(ctx context.Context, user string) (int, error) {
 		return 0, ErrClosed
 	}
 	var n int
-	err := s.rdb.QueryRowContext(ctx, `SELECT `+unreadCount+` FROM user_seq WHERE user = :user`,
+	err := s.rdb.QueryRowContext(ctx, `SELECT `+unreadCount,
 		sql.Named("user", user), sql.Named("now", time.Now().UnixMilli())).Scan(&n)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) { // no row: never sent anything
+	if err != nil {
 		return 0, fmt.Errorf("sqlitestore: unread: %w", err)
 	}
 	return n, nil

@@ -96,12 +96,23 @@ const columns = `id, seq, user, type, title, body, url, data, grp, created_at, r
 // notExpired is the filter that hides expired rows; ?now is unix millis.
 const notExpired = `(expires_at IS NULL OR expires_at > :now)`
 
-// unreadCount is the unread count of :user at :now, read from the user's
-// user_seq row (a query with none has no row: count 0). The counter holds
-// every unread row; the ones already expired but not yet purged are taken
-// off, found through the narrow index of unread rows that expire.
-const unreadCount = `unread - (SELECT count(*) FROM notifications
-	WHERE user = :user AND expires_at IS NOT NULL AND expires_at <= :now AND read_at IS NULL)`
+// lastSeqOf is the last seq handed to :user (0: none), and unreadCount
+// the user's unread count at :now (see schema version 2): the rows ever
+// stored, less the ones read, deleted or purged while unread, less the
+// unread ones already expired but not yet purged, found through the narrow
+// index of unread rows that expire.
+const (
+	lastSeqOf = `max(coalesce((SELECT last_seq FROM user_seq WHERE user = :user), 0),
+		coalesce((SELECT max(seq) FROM notifications WHERE user = :user), 0))`
+	unreadCount = lastSeqOf + ` - coalesce((SELECT consumed FROM user_seq WHERE user = :user), 0)
+		- (SELECT count(*) FROM notifications
+		   WHERE user = :user AND expires_at IS NOT NULL AND expires_at <= :now AND read_at IS NULL)`
+)
+
+// lastSeqsQuery is lastSeqOf for each of a JSON array of users.
+const lastSeqsQuery = `SELECT value, max(coalesce((SELECT last_seq FROM user_seq WHERE user = value), 0),
+		coalesce((SELECT max(seq) FROM notifications WHERE user = value), 0))
+	FROM json_each(?)`
 
 var writeStmts = []struct {
 	dst   func(w *writer) **sql.Stmt
@@ -112,12 +123,10 @@ var writeStmts = []struct {
 	{func(w *writer) **sql.Stmt { return &w.rollback }, `ROLLBACK`},
 	{func(w *writer) **sql.Stmt { return &w.findIdem },
 		`SELECT ` + columns + ` FROM notifications WHERE user = ? AND idem_key = ?`},
-	// The last_seq of a JSON array of users; a user with no row has none.
-	{func(w *writer) **sql.Stmt { return &w.lastSeqs },
-		`SELECT user, last_seq FROM user_seq WHERE user IN (SELECT value FROM json_each(?))`},
-	// seq is last_seq + 1 (see nextSeq). The trigger notifications_inserted
-	// moves user_seq on in the same statement, so a rolled-back append
-	// gives its seq back and a committed one never hands it out again.
+	// The last_seq of each of a JSON array of users (0: none yet).
+	{func(w *writer) **sql.Stmt { return &w.lastSeqs }, lastSeqsQuery},
+	// seq is last_seq + 1 (see nextSeq): a rolled-back append gives its
+	// seq back, a committed one is the user's highest until a later one.
 	{func(w *writer) **sql.Stmt { return &w.insert },
 		`INSERT INTO notifications
 		 (user, seq, id, type, title, body, url, data, grp, idem_key, created_at, expires_at)
@@ -143,7 +152,7 @@ var writeStmts = []struct {
 		 (SELECT pk FROM notifications WHERE user = :user AND read_at IS NULL AND ` + notExpired + `
 		  ORDER BY seq DESC LIMIT :n)`},
 	{func(w *writer) **sql.Stmt { return &w.unread },
-		`SELECT ` + unreadCount + ` FROM user_seq WHERE user = :user`},
+		`SELECT ` + unreadCount},
 	{func(w *writer) **sql.Stmt { return &w.deleteOne },
 		`DELETE FROM notifications WHERE user = :user AND id = :id AND ` + notExpired},
 	// Purge in chunks so one purge never holds the write lock for long.
@@ -613,7 +622,7 @@ func (o *markOp) apply(w *writer, now time.Time) error {
 func (w *writer) unreadOf(ctx context.Context, now, user sql.NamedArg) (int, error) {
 	var n int
 	err := w.unread.QueryRowContext(ctx, now, user).Scan(&n)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) { // no row: never sent anything
+	if err != nil {
 		return 0, fmt.Errorf("sqlitestore: count unread: %w", err)
 	}
 	return n, nil
