@@ -104,7 +104,7 @@ scenario() {
 	floor2) run floor2 floor --n 9000 --publishes 20 --rate 1 --writers 2 ;;
 	personal) run personal personal "${pub[@]}" --n 2000 --rate 2000 --duration 10s ;;
 	personal-sse) run personal-sse personal "${pub[@]}" --n 2000 --rate 2000 --duration 10s --transport sse ;;
-	personal-batch) run personal-batch personal "${pub[@]}" --n 10000 --rate 30000 --batch 500 --duration 20s ;;
+	personal-batch) run personal-batch personal "${pub[@]}" --n 10000 --rate 40000 --batch 500 --duration 20s ;;
 	*) echo "unknown scenario $1" >&2; exit 2 ;;
 	esac
 }
