@@ -104,12 +104,26 @@ func (c *checkpointer) round() error {
 // for the reads still using the WAL to end (readers that begin after the
 // copy read the database file alone); with reads going on all the time, a
 // PASSIVE copy almost never left a moment without one, and the WAL went on
-// growing.
+// growing. It waits for those reads at most tailWaitMillis (a read of the
+// API takes a few milliseconds; the writer's busy timeout, meant for
+// another process holding the lock, would stall every write for seconds
+// behind a long one): if one is still going, this round leaves the WAL
+// as it is and a later one starts it over.
 func (w *writer) copyTail() error {
 	w.tailCopies.Add(1)
-	_, err := w.conn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(RESTART)")
+	ctx := context.Background()
+	if _, err := w.conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", tailWaitMillis)); err != nil {
+		return err
+	}
+	_, err := w.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)")
+	if _, rerr := w.conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMillis)); err == nil {
+		err = rerr
+	}
 	return err
 }
+
+// tailWaitMillis bounds how long copyTail waits for reads on the WAL.
+const tailWaitMillis = 50
 
 // checkWAL tells the checkpointer, after a commit, when the WAL is past its
 // limit. It never blocks: a round under way will see the WAL as it is.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
 )
@@ -101,5 +102,43 @@ func TestCheckpointKeepsWALBounded(t *testing.T) {
 	}
 	if n != users || lo != batches || hi != batches {
 		t.Fatalf("after reopening: %d users with %d..%d rows each; want %d with %d", n, lo, hi, users, batches)
+	}
+}
+
+// A read that stays on the WAL holds up a round's tail for a moment, not
+// the writer for its whole busy timeout: appends go on.
+func TestCheckpointTailDoesNotWaitForLongReads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tidings.db")
+	opt := Options{Path: path}
+	opt.checkpointBytes = 64 << 10
+	s := openTest(t, path, opt)
+	ctx := context.Background()
+	if _, err := s.Append(ctx, []tidings.NewNotification{newNote("u0", "x")}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRow("SELECT count(*) FROM notifications").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; s.w.tailCopies.Load() < 3; i++ {
+		if i == 500 {
+			t.Fatalf("no three checkpoint tails in %d batches", i)
+		}
+		items := make([]tidings.NewNotification, 100)
+		for u := range items {
+			items[u] = newNote(fmt.Sprintf("u%d", u), "x")
+		}
+		// Far below the writer's 10 s busy timeout, far above a tail's wait.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.Append(actx, items)
+		cancel()
+		if err != nil {
+			t.Fatalf("append %d with a read open on the WAL: %v", i, err)
+		}
 	}
 }
