@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,5 +110,43 @@ func TestFailedSyncIsFinal(t *testing.T) {
 	fail.Store(false)
 	if _, err := s.Append(ctx, []tidings.NewNotification{newNote("alice", "y")}); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("Append after a failed sync: %v", err)
+	}
+}
+
+// The observer hears of each stored notification once, in commit order:
+// an idempotent repeat, in the same call or a later one, is not news.
+func TestObserverSkipsRepeats(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "tidings.db"), Options{})
+	var mu sync.Mutex
+	var seen []string
+	s.ObserveCommits(func(ns []tidings.Notification) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range ns {
+			seen = append(seen, n.Title)
+		}
+	})
+	ctx := context.Background()
+	keyed := func(user, title, key string) tidings.NewNotification {
+		n := newNote(user, title)
+		n.IdempotencyKey = key
+		return n
+	}
+	if _, err := s.Append(ctx, []tidings.NewNotification{
+		keyed("ann", "a1", "k1"), newNote("ben", "b1"), keyed("ann", "a1 again", "k1"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Append(ctx, []tidings.NewNotification{keyed("ann", "a1 retried", "k1"), newNote("ann", "a2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Title != "a1" || out[1].Title != "a2" {
+		t.Fatalf("second call answered %q, %q; want the stored a1, then a2", out[0].Title, out[1].Title)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(seen, ","); got != "a1,b1,a2" {
+		t.Fatalf("observer heard %s; want a1,b1,a2", got)
 	}
 }

@@ -366,20 +366,31 @@ func (w *writer) syncWAL() error {
 }
 
 // committed reports what a commit stored to the observer, in commit order,
-// before any caller is answered.
+// before any caller is answered: each call's new notifications, without its
+// idempotent repeats.
 func (w *writer) committed(ops []op) {
 	fn := w.observer.Load()
 	if fn == nil {
 		return
 	}
-	var fresh []tidings.Notification
 	for _, o := range ops {
-		if a, ok := o.(*appendOp); ok {
-			fresh = append(fresh, a.fresh...)
+		a, ok := o.(*appendOp)
+		if !ok || len(a.out) == 0 {
+			continue
 		}
-	}
-	if len(fresh) > 0 {
-		(*fn)(fresh)
+		if a.repeat == nil {
+			(*fn)(a.out)
+			continue
+		}
+		fresh := make([]tidings.Notification, 0, len(a.out))
+		for i := range a.out {
+			if !a.repeat[i] {
+				fresh = append(fresh, a.out[i])
+			}
+		}
+		if len(fresh) > 0 {
+			(*fn)(fresh)
+		}
 	}
 }
 
@@ -423,13 +434,18 @@ type appendOp struct {
 	opBase
 	items []tidings.NewNotification
 	out   []tidings.Notification
-	fresh []tidings.Notification // stored by this call (not idempotent repeats)
+	// repeat marks the items of out that an idempotency key found stored
+	// before; nil when there are none (the usual case).
+	repeat []bool
 }
 
 func (o *appendOp) apply(w *writer, _ time.Time) error {
 	ctx := context.Background()
+	if cap(o.out) < len(o.items) {
+		o.out = make([]tidings.Notification, 0, len(o.items))
+	}
 	o.out = o.out[:0]
-	o.fresh = o.fresh[:0]
+	o.repeat = nil
 	for i := range o.items {
 		it := &o.items[i]
 		if it.IdempotencyKey != "" {
@@ -437,6 +453,10 @@ func (o *appendOp) apply(w *writer, _ time.Time) error {
 			// very batch (or of this group) is found too.
 			n, err := scanRow(w.findIdem.QueryRowContext(ctx, it.User, it.IdempotencyKey))
 			if err == nil {
+				if o.repeat == nil {
+					o.repeat = make([]bool, len(o.items))
+				}
+				o.repeat[len(o.out)] = true
 				o.out = append(o.out, n)
 				continue
 			}
@@ -467,7 +487,6 @@ func (o *appendOp) apply(w *writer, _ time.Time) error {
 			n.ExpiresAt = &t
 		}
 		o.out = append(o.out, n)
-		o.fresh = append(o.fresh, n)
 	}
 	return nil
 }
