@@ -42,11 +42,10 @@ const (
 // checkpointer copies the WAL back into the database whenever the writer
 // reports it past limit. It ends when quit is closed.
 type checkpointer struct {
-	db      *sql.DB // one connection, the checkpointer's own
-	w       *writer
-	walPath string
-	frame   int64 // bytes per WAL frame
-	quit    <-chan struct{}
+	db    *sql.DB // one connection, the checkpointer's own
+	w     *writer
+	frame int64 // bytes per WAL frame
+	quit  <-chan struct{}
 }
 
 func (c *checkpointer) run() {
@@ -78,7 +77,7 @@ func (c *checkpointer) round() error {
 		if err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err != nil {
 			return fmt.Errorf("background pass: %w", err)
 		}
-		if walEnd(c.walPath)-(walHeaderBytes+copied*c.frame) <= tailBytes {
+		if c.w.walBytes()-(walHeaderBytes+copied*c.frame) <= tailBytes {
 			break
 		}
 	}
@@ -125,10 +124,23 @@ func (w *writer) copyTail() error {
 // tailWaitMillis bounds how long copyTail waits for reads on the WAL.
 const tailWaitMillis = 50
 
+// walBytes is how much WAL there is since it last started over (0 while
+// the writer's WAL file is not found).
+func (w *writer) walBytes() int64 {
+	f := w.walFile.Load()
+	if f == nil || f.closed.Load() {
+		if f = findWAL(w.walPath); f == nil {
+			return 0
+		}
+		w.walFile.Store(f)
+	}
+	return f.end.Load()
+}
+
 // checkWAL tells the checkpointer, after a commit, when the WAL is past its
 // limit. It never blocks: a round under way will see the WAL as it is.
 func (w *writer) checkWAL() {
-	if walEnd(w.walPath) < w.walLimit {
+	if w.walBytes() < w.walLimit {
 		return
 	}
 	select {

@@ -48,7 +48,7 @@ func TestCheckpointKeepsWALBounded(t *testing.T) {
 	const users = 200
 	var restarts, batches int
 	var maxWAL int64
-	last := walEnd(path + "-wal")
+	last := s.w.walBytes()
 	for batches = 0; restarts < 4 && batches < 3000; batches++ {
 		items := make([]tidings.NewNotification, users)
 		for u := range items {
@@ -57,7 +57,7 @@ func TestCheckpointKeepsWALBounded(t *testing.T) {
 		if _, err := s.Append(ctx, items); err != nil {
 			t.Fatal(err)
 		}
-		end := walEnd(path + "-wal")
+		end := s.w.walBytes()
 		if end < last {
 			restarts++
 		}
@@ -139,6 +139,35 @@ func TestCheckpointTailDoesNotWaitForLongReads(t *testing.T) {
 		cancel()
 		if err != nil {
 			t.Fatalf("append %d with a read open on the WAL: %v", i, err)
+		}
+	}
+}
+
+// The checkpointer finds the WAL when the data directory is reached
+// through a symbolic link (SQLite opens the WAL by its resolved name).
+func TestCheckpointThroughSymlink(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "real"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "link", "tidings.db")
+	opt := Options{Path: path}
+	opt.checkpointBytes = 64 << 10
+	s := openTest(t, path, opt)
+	ctx := context.Background()
+	for i := 0; s.w.tailCopies.Load() == 0; i++ {
+		if i == 500 {
+			t.Fatalf("no checkpoint round in %d batches (WAL %d bytes as the writer sees it)", i, s.w.walBytes())
+		}
+		items := make([]tidings.NewNotification, 50)
+		for u := range items {
+			items[u] = newNote(fmt.Sprintf("u%d", u), "x")
+		}
+		if _, err := s.Append(ctx, items); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

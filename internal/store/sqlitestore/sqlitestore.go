@@ -189,6 +189,18 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlitestore: %s: read page size: %w", opt.Path, err)
 	}
+	if findWAL(w.walPath) == nil {
+		// The checkpointer could not tell how large the WAL grows: let
+		// SQLite checkpoint inside commits, as before the checkpointer.
+		opt.Logger.Warn("sqlitestore: WAL file not found through the VFS shim; checkpoints run inside commits",
+			"wal", w.walPath)
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", checkpointBytes/frame)); err != nil {
+			w.closeStmts()
+			_ = conn.Close()
+			_ = wdb.Close()
+			return nil, fmt.Errorf("sqlitestore: %s: set WAL checkpoint: %w", opt.Path, err)
+		}
+	}
 	frame += walFrameHeaderBytes
 	// The checkpointer's connection: a plain one (synchronous=FULL: a
 	// checkpoint syncs the WAL before it copies and the database after).
@@ -216,7 +228,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	rdb.SetMaxIdleConns(readers)
 
 	s := &Store{log: opt.Logger, wdb: wdb, rdb: rdb, cdb: cdb, w: w, quit: make(chan struct{})}
-	ck := &checkpointer{db: cdb, w: w, walPath: w.walPath, frame: frame, quit: s.quit}
+	ck := &checkpointer{db: cdb, w: w, frame: frame, quit: s.quit}
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()

@@ -375,6 +375,11 @@ func TestDurabilitySettings(t *testing.T) {
 			t.Errorf("%s on the write connection = %s, want %s", query, o.out, want)
 		}
 	}
+	// The checkpointer sees the writer's WAL through the shim (else SQLite
+	// would checkpoint inside commits again).
+	if findWAL(s.w.walPath) == nil {
+		t.Error("the writer's WAL is not open through the VFS shim")
+	}
 	// Readers must not be able to write behind the writer's back.
 	if _, err := s.rdb.Exec("DELETE FROM user_seq"); err == nil {
 		t.Error("a read connection could write")

@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -68,7 +69,6 @@ var (
 
 	walFilesMu sync.Mutex
 	walFiles   = map[uintptr]*walFile{} // by sqlite3_file pointer
-	walByPath  = map[string]*walFile{}  // the same files, by WAL path
 
 	// walWrites counts the writes the shim handed to the unix VFS,
 	// walDeferredSyncs the commit syncs it left to the connection's owner,
@@ -85,6 +85,9 @@ type walFile struct {
 	// (SQLite then writes a new header at offset 0): the bytes of WAL that
 	// a checkpoint has to deal with. Read by the checkpointer.
 	end atomic.Int64
+
+	info   os.FileInfo // the file, to find it by (see findWAL); nil if unknown
+	closed atomic.Bool
 }
 
 // registerWALVFS registers the shim once per process.
@@ -161,25 +164,30 @@ func walOpen(tls *libc.TLS, vfs, name, file uintptr, flags int32, outFlags uintp
 		return rc // not the unix file methods we wrap (cannot happen): leave it be
 	}
 	w := &walFile{}
+	w.info, _ = os.Stat(libc.GoString(name))
 	walFilesMu.Lock()
 	walFiles[file] = w
-	walByPath[libc.GoString(name)] = w
 	walFilesMu.Unlock()
 	f.FpMethods = uintptr(unsafe.Pointer(&walIO))
 	return rc
 }
 
-// walEnd is how many bytes the WAL at path holds since it last started
-// over, as written through the shim; 0 when no connection has it open
-// through the shim.
-func walEnd(path string) int64 {
-	walFilesMu.Lock()
-	w := walByPath[path]
-	walFilesMu.Unlock()
-	if w == nil {
-		return 0
+// findWAL returns the open WAL file at path, nil if no connection has it
+// open through the shim. Found by the file itself, not by its name: the
+// name SQLite opens has its symbolic links resolved.
+func findWAL(path string) *walFile {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil
 	}
-	return w.end.Load()
+	walFilesMu.Lock()
+	defer walFilesMu.Unlock()
+	for _, w := range walFiles {
+		if w.info != nil && os.SameFile(w.info, info) && !w.closed.Load() {
+			return w
+		}
+	}
+	return nil
 }
 
 func walFileOf(file uintptr) *walFile {
@@ -265,10 +273,8 @@ func walFileSize(tls *libc.TLS, file, size uintptr) int32 {
 func walClose(tls *libc.TLS, file uintptr) int32 {
 	rc := walFileOf(file).flush(tls, file)
 	walFilesMu.Lock()
-	for path, pw := range walByPath {
-		if pw == walFiles[file] {
-			delete(walByPath, path)
-		}
+	if w := walFiles[file]; w != nil {
+		w.closed.Store(true)
 	}
 	delete(walFiles, file)
 	walFilesMu.Unlock()

@@ -64,6 +64,7 @@ type writer struct {
 	// walLimit is the WAL size past which checkWAL wakes the checkpointer
 	// (walFull); tail carries its requests for copyTail.
 	walLimit   int64
+	walFile    atomic.Pointer[walFile] // found by walBytes
 	walFull    chan struct{}
 	tail       chan chan error
 	tailCopies atomic.Int64
