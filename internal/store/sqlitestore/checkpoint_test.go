@@ -87,15 +87,7 @@ func TestCheckpointKeepsWALBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db, err := sql.Open("sqlite", dsn(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var ok string
-	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
-		t.Fatalf("integrity_check = %q, %v", ok, err)
-	}
+	db := reopenChecked(t, path)
 	var n, lo, hi int
 	if err := db.QueryRow("SELECT count(*), min(c), max(c) FROM (SELECT count(*) c FROM notifications GROUP BY user)").Scan(&n, &lo, &hi); err != nil {
 		t.Fatal(err)

@@ -134,10 +134,21 @@ func TestWALVFSLargeTransaction(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := sql.Open("sqlite", dsn(path))
+	check(reopenChecked(t, path), "reopened")
+}
+
+// reopenChecked opens the database at path on a plain connection, closed
+// when the test ends, and checks its integrity.
+func reopenChecked(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", dsn(path))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer again.Close()
-	check(again, "reopened")
+	t.Cleanup(func() { _ = db.Close() })
+	var ok string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
+		t.Fatalf("integrity_check = %q, %v", ok, err)
+	}
+	return db
 }
