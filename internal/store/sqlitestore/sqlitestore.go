@@ -176,6 +176,16 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
+	// From here on, a failure closes what is open so far.
+	fail := func(err error, closers ...*sql.DB) (*Store, error) {
+		w.closeStmts()
+		_ = conn.Close()
+		_ = wdb.Close()
+		for _, db := range closers {
+			_ = db.Close()
+		}
+		return nil, err
+	}
 	if opt.syncWAL != nil {
 		w.sync = opt.syncWAL
 	}
@@ -184,10 +194,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	}
 	var frame int64
 	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&frame); err != nil {
-		w.closeStmts()
-		_ = conn.Close()
-		_ = wdb.Close()
-		return nil, fmt.Errorf("sqlitestore: %s: read page size: %w", opt.Path, err)
+		return fail(fmt.Errorf("sqlitestore: %s: read page size: %w", opt.Path, err))
 	}
 	if findWAL(w.walPath) == nil {
 		// The checkpointer could not tell how large the WAL grows: let
@@ -195,10 +202,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		opt.Logger.Warn("sqlitestore: WAL file not found through the VFS shim; checkpoints run inside commits",
 			"wal", w.walPath)
 		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", checkpointBytes/frame)); err != nil {
-			w.closeStmts()
-			_ = conn.Close()
-			_ = wdb.Close()
-			return nil, fmt.Errorf("sqlitestore: %s: set WAL checkpoint: %w", opt.Path, err)
+			return fail(fmt.Errorf("sqlitestore: %s: set WAL checkpoint: %w", opt.Path, err))
 		}
 	}
 	frame += walFrameHeaderBytes
@@ -206,10 +210,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	// checkpoint syncs the WAL before it copies and the database after).
 	cdb, err := sql.Open("sqlite", dsn(path, "_synchronous=FULL"))
 	if err != nil {
-		w.closeStmts()
-		_ = conn.Close()
-		_ = wdb.Close()
-		return nil, fmt.Errorf("sqlitestore: open checkpointer: %w", err)
+		return fail(fmt.Errorf("sqlitestore: open checkpointer: %w", err))
 	}
 	cdb.SetMaxOpenConns(1)
 
@@ -217,11 +218,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	// the writer (two writers would fight over the lock).
 	rdb, err := sql.Open("sqlite", dsn(path, "_pragma=query_only(1)"))
 	if err != nil {
-		w.closeStmts()
-		_ = conn.Close()
-		_ = wdb.Close()
-		_ = cdb.Close()
-		return nil, fmt.Errorf("sqlitestore: open readers: %w", err)
+		return fail(fmt.Errorf("sqlitestore: open readers: %w", err), cdb)
 	}
 	readers := max(4, runtime.GOMAXPROCS(0))
 	rdb.SetMaxOpenConns(readers)
