@@ -196,7 +196,9 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&frame); err != nil {
 		return fail(fmt.Errorf("sqlitestore: %s: read page size: %w", opt.Path, err))
 	}
-	if findWAL(w.walPath) == nil {
+	if f := findWAL(w.walPath); f != nil {
+		w.walFile.Store(f)
+	} else {
 		// The checkpointer could not tell how large the WAL grows: let
 		// SQLite checkpoint inside commits, as before the checkpointer.
 		opt.Logger.Warn("sqlitestore: WAL file not found through the VFS shim; checkpoints run inside commits",
