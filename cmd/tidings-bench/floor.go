@@ -301,7 +301,7 @@ func floor(cm *common, n, m int, rate float64, writers int, channel string) (*fl
 
 	addr := ln.addr
 	cm.dial = func(_ *url.URL, _ string, timeout time.Duration) (*wsConn, error) {
-		c, err := net.DialTimeout("tcp", addr, timeout)
+		c, err := dial(addr, timeout)
 		if err != nil {
 			return nil, err
 		}

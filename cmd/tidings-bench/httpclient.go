@@ -60,7 +60,7 @@ func (a *apiClient) warm(n int) error {
 }
 
 func (a *apiClient) dial() (*apiConn, error) {
-	c, err := net.DialTimeout("tcp", a.addr, a.timeout)
+	c, err := dial(a.addr, a.timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -238,7 +238,7 @@ func parseSSE(buf []byte, scratch *[]byte, fn func(id, data []byte)) (int, error
 // dialWS connects and performs the opening handshake with token in the
 // query. Bytes the server sent right after its answer are kept in carry.
 func dialWS(u *url.URL, token string, timeout time.Duration) (*wsConn, error) {
-	c, err := net.DialTimeout("tcp", u.Host, timeout)
+	c, err := dial(u.Host, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +328,7 @@ func connFD(c net.Conn) (int, error) {
 // arrived: the stream is subscribed. lastEventID, when not empty, is sent
 // as Last-Event-ID. Bytes the server sent after ": ok" are kept in carry.
 func dialSSE(host, path, query, token, lastEventID string, timeout time.Duration) (*wsConn, error) {
-	c, err := net.DialTimeout("tcp", host, timeout)
+	c, err := dial(host, timeout)
 	if err != nil {
 		return nil, err
 	}
