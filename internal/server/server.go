@@ -53,6 +53,7 @@ type Server struct {
 
 	httpSrv *http.Server
 	ln      net.Listener
+	fast    *fastListener
 
 	closeOnce sync.Once
 }
@@ -193,6 +194,9 @@ func originChecker(allowed []string) func(r *http.Request) bool {
 	}
 }
 
+// readHeaderTimeout bounds the wait for a request's head.
+const readHeaderTimeout = 10 * time.Second
+
 // Listen binds the configured address (":0" picks a free port).
 func (s *Server) Listen() error {
 	// No TCP keep-alive probes: WebSocket pings, SSE keep-alives and the
@@ -204,6 +208,10 @@ func (s *Server) Listen() error {
 		return err
 	}
 	s.ln = ln
+	// WebSocket upgrades and SSE streams that open a connection are served
+	// beside net/http (fastpath.go); everything else goes through it.
+	s.fast = newFastListener(ln, map[string]http.Handler{
+		s.cfg.Path(s.cfg.WSPath): s.ws, s.cfg.Path(s.cfg.SSEPath): s.sse}, readHeaderTimeout, s.log)
 	return nil
 }
 
@@ -251,9 +259,9 @@ func (s *Server) Run(ctx context.Context) error {
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); s.sweep(sweepCtx) }()
 
-	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.IdleTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	s.httpSrv = &http.Server{Handler: s.api, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: s.cfg.IdleTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.httpSrv.Serve(s.ln) }()
+	go func() { serveErr <- s.httpSrv.Serve(s.fast) }()
 	s.log.Info("tidings listening", "addr", s.ln.Addr().String(), "node", s.node, "dev", s.cfg.Dev)
 
 	var err error
