@@ -133,7 +133,6 @@ func (l *fastListener) first(c net.Conn) {
 	hb := headBufs.Get().(*headBuf)
 	defer headBufs.Put(hb)
 	n, end, err := l.peekHead(c, hb.b[:])
-	_ = c.SetReadDeadline(time.Time{})
 	if n == 0 && err != nil { // nothing came (or it was not a socket we can peek)
 		if errors.Is(err, errNoPeek) {
 			l.handoff(c)
@@ -204,21 +203,37 @@ func (l *fastListener) peekHead(c net.Conn, b []byte) (n, end int, err error) {
 	if err != nil {
 		return 0, -1, errNoPeek
 	}
-	_ = c.SetReadDeadline(time.Now().Add(l.timeout))
+	// The head is usually there by the time the connection is accepted:
+	// a deadline (a timer) is set only when the wait is real.
+	waiting := false
+	defer func() {
+		if waiting {
+			_ = c.SetReadDeadline(time.Time{})
+		}
+	}()
 	for {
 		var perr error
-		prev := n
+		prev, wouldWait := n, false
 		err = rc.Read(func(fd uintptr) bool {
 			m, _, e := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK)
 			for e == syscall.EINTR {
 				m, _, e = syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK)
 			}
 			if e == syscall.EAGAIN || (e == nil && m == prev && m > 0) {
+				if !waiting {
+					wouldWait = true
+					return true // set the deadline first
+				}
 				return false // wait for (more) bytes
 			}
 			n, perr = max(m, 0), e
 			return true
 		})
+		if wouldWait {
+			waiting = true
+			_ = c.SetReadDeadline(time.Now().Add(l.timeout))
+			continue
+		}
 		if err == nil {
 			err = perr
 		}
