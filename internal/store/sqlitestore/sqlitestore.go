@@ -105,6 +105,8 @@ type Store struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+
+	lock *os.File // the lock file, held while the store is open (lockStore)
 }
 
 var _ tidings.Store = (*Store)(nil)
@@ -112,7 +114,7 @@ var _ tidings.Store = (*Store)(nil)
 // Open opens (creating if needed) the database at opt.Path, applies schema
 // migrations and starts the writer and the purge loop. Close the Store to
 // stop them.
-func Open(ctx context.Context, opt Options) (*Store, error) {
+func Open(ctx context.Context, opt Options) (_ *Store, err error) {
 	if opt.Path == "" {
 		return nil, errors.New("sqlitestore: Options.Path is required")
 	}
@@ -132,6 +134,15 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("sqlitestore: create directory: %w", err)
 	}
+	lock, err := lockStore(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = lock.Close()
+		}
+	}()
 
 	// The write connection: FULL so COMMIT returns only once the WAL is
 	// synced, IMMEDIATE so a transaction takes the write lock at BEGIN
@@ -226,7 +237,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	rdb.SetMaxOpenConns(readers)
 	rdb.SetMaxIdleConns(readers)
 
-	s := &Store{log: opt.Logger, wdb: wdb, rdb: rdb, cdb: cdb, w: w, quit: make(chan struct{})}
+	s := &Store{log: opt.Logger, wdb: wdb, rdb: rdb, cdb: cdb, w: w, lock: lock, quit: make(chan struct{})}
 	ck := &checkpointer{db: cdb, w: w, frame: frame, quit: s.quit}
 	s.wg.Add(3)
 	go func() {
@@ -304,6 +315,7 @@ func (s *Store) Close() error {
 		if s.w.wal != nil {
 			errs = append(errs, s.w.wal.Close())
 		}
+		errs = append(errs, s.lock.Close()) // last: the database is closed
 		if err := errors.Join(errs...); err != nil {
 			s.closeErr = fmt.Errorf("sqlitestore: close: %w", err)
 		}

@@ -386,43 +386,46 @@ func TestDurabilitySettings(t *testing.T) {
 	}
 }
 
-// staleSeqOp makes the writer remember a wrong last_seq for user, as it
-// would after another process appended to the database.
-type staleSeqOp struct {
-	opBase
-	user string
-	last int64
-}
-
-func (o *staleSeqOp) apply(w *writer, _ time.Time) error {
-	w.seqs[o.user] = o.last
-	return nil
-}
-
-func TestStaleRememberedSeq(t *testing.T) {
-	s := openTest(t, filepath.Join(t.TempDir(), "tidings.db"), Options{})
-	ctx := context.Background()
-	got, err := s.Append(ctx, []tidings.NewNotification{newNote("alice", "1"), newNote("alice", "2"), newNote("alice", "3")})
+// One Store at a time writes a database: a second Open of the same path,
+// in this process or another, fails while the first is open, and the seq
+// of a deleted newest row is still never handed out again.
+func TestOneStorePerDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tidings.db")
+	s, err := Open(context.Background(), Options{Path: path, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, "alice", got[2].ID); err != nil {
+	ctx := context.Background()
+	got, err := s.Append(ctx, []tidings.NewNotification{newNote("alice", "1"), newNote("alice", "2")})
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, last := range []int64{2, 1, 0} {
-		// 2 would hand out the deleted row's seq 3 again, 1 and 0 a seq
-		// still in use: each must be refused and the append retried from
-		// the database.
-		if err := s.do(ctx, &staleSeqOp{opBase: newBase(ctx, 1), user: "alice", last: last}); err != nil {
-			t.Fatal(err)
-		}
-		n, err := s.Append(ctx, []tidings.NewNotification{newNote("alice", fmt.Sprint("after ", last))})
-		if err != nil {
-			t.Fatalf("append with a remembered last_seq of %d: %v", last, err)
-		}
-		if want := int64(4 + 2 - last); n[0].Seq != want {
-			t.Fatalf("append with a remembered last_seq of %d: seq %d, want %d", last, n[0].Seq, want)
-		}
+	if err := s.Delete(ctx, "alice", got[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	second, err := Open(ctx, Options{Path: path, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		second.Close()
+		t.Fatal("a second Store opened the database")
+	}
+	if !strings.Contains(err.Error(), "in use by another Tidings process") {
+		t.Fatalf("second Open: %v", err)
+	}
+	n, err := s.Append(ctx, []tidings.NewNotification{newNote("alice", "3")})
+	if err != nil || n[0].Seq != 3 {
+		t.Fatalf("append after the refused Open: %v, seq %d, want 3", err, n[0].Seq)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Closed, the database opens again, and the deleted seq 2 stays used.
+	s = openTest(t, path, Options{})
+	if err := s.Delete(ctx, "alice", n[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	n, err = s.Append(ctx, []tidings.NewNotification{newNote("alice", "4")})
+	if err != nil || n[0].Seq != 4 {
+		t.Fatalf("append after reopening: %v, seq %d, want 4", err, n[0].Seq)
 	}
 }
 

@@ -71,10 +71,8 @@ type writer struct {
 
 	// seqs remembers users' last_seq as committed, so an append needs no
 	// statement to learn it; txSeqs holds what the open transaction has
-	// read or assigned; remembered tells whether it took any from seqs.
-	// See nextSeq.
+	// read or assigned. See nextSeq.
 	seqs, txSeqs map[string]int64
-	remembered   bool
 
 	// Statements prepared once on conn; every write goes through them.
 	begin, commit, rollback *sql.Stmt
@@ -260,12 +258,6 @@ func (w *writer) runBatch(batch []op) {
 		return
 	}
 	err := w.inTx(live)
-	if err != nil && w.remembered {
-		// The failure may be a remembered last_seq gone stale (see
-		// nextSeq); inTx has forgotten them all, so this try reads the
-		// database.
-		err = w.inTx(live)
-	}
 	if err == nil || len(live) == 1 {
 		w.answer(live, err)
 		return
@@ -400,7 +392,6 @@ func (w *writer) committed(ops []op) {
 // single caller's cancellation may cut it short.
 func (w *writer) inTx(ops []op) (err error) {
 	ctx := context.Background()
-	w.remembered = false
 	if _, err := w.begin.ExecContext(ctx); err != nil {
 		return fmt.Errorf("sqlitestore: begin: %w", err)
 	}
@@ -409,9 +400,8 @@ func (w *writer) inTx(ops []op) (err error) {
 			// Also after a failed COMMIT, which can leave the transaction
 			// open; an error here only means there is nothing to undo.
 			_, _ = w.rollback.ExecContext(ctx)
-			// Whatever was remembered may be what failed (another process
-			// appending to this database, say): start again from the
-			// database.
+			// Start again from the database: what the transaction read or
+			// assigned was rolled back.
 			clear(w.txSeqs)
 			clear(w.seqs)
 			return
@@ -503,16 +493,16 @@ const maxRememberedSeqs = 1 << 16
 // the users of the rest of the call (rest) are looked up in the same
 // statement, so a call for many users costs one lookup, not one each.
 //
-// The memory is only ever behind the database if another process appended
-// to it; the insert trigger then refuses the seq, the transaction fails,
-// inTx forgets everything and runBatch tries again, from the database.
+// The memory is never behind the database: this writer is the only one
+// that changes it (the store's lock file keeps other processes out, see
+// lockStore), and deleting a user's newest row raises user_seq.last_seq,
+// not the memory's value, which already covers it.
 func (w *writer) nextSeq(ctx context.Context, user string, rest []tidings.NewNotification) (int64, error) {
 	if last, ok := w.txSeqs[user]; ok {
 		return last + 1, nil
 	}
 	if last, ok := w.seqs[user]; ok {
 		w.txSeqs[user] = last
-		w.remembered = true
 		return last + 1, nil
 	}
 	var users []string
@@ -523,7 +513,6 @@ func (w *writer) nextSeq(ctx context.Context, user string, rest []tidings.NewNot
 		}
 		if last, ok := w.seqs[u]; ok {
 			w.txSeqs[u] = last
-			w.remembered = true
 			continue
 		}
 		w.txSeqs[u] = 0 // no row: no seq handed out yet, unless found below
