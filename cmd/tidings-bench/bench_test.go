@@ -716,6 +716,7 @@ func TestAPIClient(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		switch {
+		case r.Method == "GET" && r.URL.Path == "/base/healthz":
 		case r.URL.Path == "/base/v1/close":
 			w.Header().Set("Connection", "close")
 			w.WriteHeader(202)
@@ -727,6 +728,8 @@ func TestAPIClient(t *testing.T) {
 			_, _ = w.Write([]byte(`{"ok":true}`))
 		}
 	}))
+	// A warmed connection waits longer than this for its first request.
+	srv.Config.ReadHeaderTimeout = 100 * time.Millisecond
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
@@ -740,6 +743,7 @@ func TestAPIClient(t *testing.T) {
 	if err := a.warm(2); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(300 * time.Millisecond)
 	for range 10 {
 		if _, err := a.post("/v1/publish", []byte(`{"x":1}`), 202); err != nil {
 			t.Fatal(err)

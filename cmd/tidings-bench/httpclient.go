@@ -47,12 +47,28 @@ func newAPIClient(cm *common, conns int) *apiClient {
 }
 
 // warm opens n kept-alive connections now, so that no request of the
-// measured window pays for a TCP handshake.
+// measured window pays for a TCP handshake. Each carries one GET of
+// /healthz at once: a server closes a new connection that sends nothing
+// within its header timeout (10 s for Tidings), and at 1 publish/s a
+// pooled connection may wait longer than that for its first request.
 func (a *apiClient) warm(n int) error {
 	for range min(n, cap(a.idle)) {
 		c, err := a.dial()
 		if err != nil {
 			return err
+		}
+		c.req = append(c.req[:0], "GET "...)
+		c.req = append(c.req, a.prefix...)
+		c.req = append(c.req, "/healthz HTTP/1.1\r\n"...)
+		c.req = append(c.req, a.head...)
+		c.req = append(c.req, "\r\n"...)
+		status, keep, err := c.roundTrip(a.timeout)
+		if err == nil && (status != 200 || !keep) {
+			err = fmt.Errorf("%d %s", status, bytes.TrimSpace(c.body))
+		}
+		if err != nil {
+			_ = c.c.Close()
+			return fmt.Errorf("GET /healthz: %w", err)
 		}
 		a.put(c)
 	}
