@@ -102,9 +102,9 @@ scenario() {
 	# floor holds both ends of each connection: half the descriptors each.
 	floor1) run floor1 floor --n 9000 --publishes 20 --rate 1 --writers 1 ;;
 	floor2) run floor2 floor --n 9000 --publishes 20 --rate 1 --writers 2 ;;
-	personal) run personal personal "${pub[@]}" --n 2000 --rate 2000 --duration 10s ;;
-	personal-sse) run personal-sse personal "${pub[@]}" --n 2000 --rate 2000 --duration 10s --transport sse ;;
-	personal-batch) run personal-batch personal "${pub[@]}" --n 10000 --rate 40000 --batch 500 --duration 20s ;;
+	personal) run personal personal "${pub[@]}" --n 2000 --rate 2000 --warmup 2s --duration 10s ;;
+	personal-sse) run personal-sse personal "${pub[@]}" --n 2000 --rate 2000 --warmup 2s --duration 10s --transport sse ;;
+	personal-batch) run personal-batch personal "${pub[@]}" --n 10000 --rate 40000 --batch 500 --warmup 2s --duration 20s ;;
 	*) echo "unknown scenario $1" >&2; exit 2 ;;
 	esac
 }

@@ -130,11 +130,16 @@ func TestPersonalAgainstServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		cm.timeout = 10 * time.Second
-		res, err := personal(cm, 10, 200, 500*time.Millisecond, 4, batch)
+		warmup := time.Duration(batch-1) * 50 * time.Millisecond // none, then 200 ms
+		res, err := personal(cm, 10, 200, warmup, 500*time.Millisecond, 4, batch)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.HTTPErrors != 0 || res.Acknowledged != res.Sent || res.Sent < 50 || res.Delivered != res.Acknowledged {
+		// Everything sent, the warm-up's too, is delivered; the figures
+		// cover the window.
+		if res.HTTPErrors != 0 || res.Acknowledged != res.Sent || res.Sent < 50+int64(40*warmup.Seconds()*float64(batch)) ||
+			res.Delivered != res.Acknowledged || res.WarmupS != warmup.Seconds() ||
+			res.Latency.P50 <= 0 || res.AchievedPerSec <= 0 || res.AchievedPerSec > 400 {
 			t.Fatalf("batch %d: %+v", batch, res)
 		}
 	}

@@ -20,6 +20,7 @@ type personalResult struct {
 	Rate            float64   `json:"rate"` // notifications per second
 	Batch           int       `json:"batch"`
 	DurationS       float64   `json:"duration_s"`
+	WarmupS         float64   `json:"warmup_s"`
 	Workers         int       `json:"workers"`
 	ConnectsPerSec  float64   `json:"connects_per_s"`
 	Requests        int64     `json:"requests"`
@@ -42,12 +43,15 @@ type personalResult struct {
 	serverFigures
 }
 
-// personalSink records the notifications one read loop sees.
+// personalSink records the notifications one read loop sees: every one
+// counts, the latency only of those sent from cutoff on (the measured
+// window, after the warm-up).
 type personalSink struct {
-	pongs *atomic.Int64
-	got   atomic.Int64
-	lat   []int64
-	other int64
+	pongs  *atomic.Int64
+	cutoff *atomic.Int64 // send time (clock ns) the window starts at
+	got    atomic.Int64
+	lat    []int64
+	other  int64
 }
 
 func (s *personalSink) text(c *wsConn, p, _ []byte, now int64) {
@@ -62,14 +66,17 @@ func (s *personalSink) text(c *wsConn, p, _ []byte, now int64) {
 		s.other++
 		return
 	}
-	s.lat = append(s.lat, now-t)
+	if t >= s.cutoff.Load() {
+		s.lat = append(s.lat, now-t)
+	}
 	s.got.Add(1)
 }
 
 func runPersonal(args []string) error {
 	fs, cm, n := newFlags("personal", 2000)
 	rate := fs.Float64("rate", 2000, "notifications per second")
-	duration := fs.Duration("duration", 10*time.Second, "how long to send")
+	duration := fs.Duration("duration", 10*time.Second, "how long to send, measured")
+	warmup := fs.Duration("warmup", 0, "how long to send at the same rate before the measured window (delivered and checked, not counted)")
 	workers := fs.Int("workers", 64, "HTTP requests in flight at most (kept-alive connections)")
 	batch := fs.Int("batch", 1, "notifications per request, to as many distinct users (1 to 1000, at most --n)")
 	tf := addTransportFlags(fs)
@@ -80,21 +87,21 @@ func runPersonal(args []string) error {
 	if err := tf.apply(cm, ""); err != nil {
 		return err
 	}
-	if *rate <= 0 || *duration <= 0 || *workers <= 0 {
-		return usageError("--rate, --duration and --workers must be positive")
+	if *rate <= 0 || *duration <= 0 || *workers <= 0 || *warmup < 0 {
+		return usageError("--rate, --duration and --workers must be positive, --warmup not negative")
 	}
 	if *batch < 1 || *batch > 1000 || *batch > *n {
 		return usageError("--batch must be between 1 and min(1000, --n)")
 	}
-	watchdog(dialBound(cm, *n) + 3*cm.timeout + *duration + 2*time.Minute)
-	res, err := personal(cm, *n, *rate, *duration, *workers, *batch)
+	watchdog(dialBound(cm, *n) + 3*cm.timeout + *warmup + *duration + 2*time.Minute)
+	res, err := personal(cm, *n, *rate, *warmup, *duration, *workers, *batch)
 	if err != nil {
 		return err
 	}
 	emit(res, [][2]string{
 		{"connections", fmt.Sprintf("%d users %s (%.0f connects/s)", res.Conns, res.Transport, res.ConnectsPerSec)},
-		{"target", fmt.Sprintf("%g notifications/s for %gs, %d per request (%g requests/s), %d in flight at most",
-			res.Rate, res.DurationS, res.Batch, res.Rate/float64(res.Batch), res.Workers)},
+		{"target", fmt.Sprintf("%g notifications/s for %gs after %gs of warm-up, %d per request (%g requests/s), %d in flight at most",
+			res.Rate, res.DurationS, res.WarmupS, res.Batch, res.Rate/float64(res.Batch), res.Workers)},
 		{"sent", fmt.Sprintf("%d notifications in %d requests (%d acknowledged 202, %d requests failed)", res.Sent, res.Requests, res.Acknowledged, res.HTTPErrors)},
 		{"achieved", fmt.Sprintf("%.0f notifications/s", res.AchievedPerSec)},
 		{"delivered", fmt.Sprintf("%d (%.4f of acknowledged)", res.Delivered, res.Completeness)},
@@ -112,16 +119,19 @@ func runPersonal(args []string) error {
 	return nil
 }
 
-func personal(cm *common, n int, rate float64, duration time.Duration, workers, batch int) (*personalResult, error) {
+// personal sends for warmup+duration; what was sent during the warm-up is
+// delivered and checked, but the latencies, the achieved rate and the CPU
+// figures cover the measured window only.
+func personal(cm *common, n int, rate float64, warmup, duration time.Duration, workers, batch int) (*personalResult, error) {
 	tokens, err := mintTokens(cm.secret, 0, n)
 	if err != nil {
 		return nil, err
 	}
 	clk := newClock()
-	var pongs atomic.Int64
+	var pongs, cutoff atomic.Int64 // cutoff is set before the first request
 	var sinks []*personalSink
 	rd, err := newReaders(cm.readers, n, clk, func(int) textHandler {
-		s := &personalSink{pongs: &pongs, lat: make([]int64, 0, int(rate*duration.Seconds())/cm.readers+1024)}
+		s := &personalSink{pongs: &pongs, cutoff: &cutoff, lat: make([]int64, 0, int(rate*duration.Seconds())/cm.readers+1024)}
 		sinks = append(sinks, s)
 		return s
 	})
@@ -161,17 +171,21 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers, 
 		return nil, fmt.Errorf("API connections: %w", err)
 	}
 	srvCPU, cliCPU := newCPUMeter(cm.pid), newCPUMeter(os.Getpid())
-	srvCPU.start()
-	cliCPU.start()
 	mach := newMachineMeter()
-	mach.start()
+	metered := make(chan struct{}) // closed once the meters run
+	startMeters := func() {
+		srvCPU.start()
+		cliCPU.start()
+		mach.start()
+		close(metered)
+	}
 
 	// The pacer hands out one ticket per request on schedule (rate/batch
 	// per second); workers send one request per ticket, each to batch
 	// distinct random users. When every worker is busy the pacer waits,
 	// and the achieved rate falls below the target.
 	tickets := make(chan struct{}, workers)
-	var requests, sent, acked, httpErrs atomic.Int64
+	var requests, sent, acked, ackedWin, httpErrs atomic.Int64 // ackedWin: sent in the window
 	var firstErr atomic.Value
 	var lastAck atomic.Int64
 	rtts := make([][]int64, workers)
@@ -189,7 +203,10 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers, 
 				sent.Add(int64(batch))
 				_, err := api.post("/v1/notifications", body, 202)
 				done := clk.now()
-				rtts[w] = append(rtts[w], done-t)
+				inWindow := t >= cutoff.Load()
+				if inWindow {
+					rtts[w] = append(rtts[w], done-t)
+				}
 				if err != nil {
 					if httpErrs.Add(1) == 1 {
 						firstErr.Store(err.Error())
@@ -197,6 +214,9 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers, 
 					continue
 				}
 				acked.Add(int64(batch))
+				if inWindow {
+					ackedWin.Add(int64(batch))
+				}
 				for {
 					l := lastAck.Load()
 					if done <= l || lastAck.CompareAndSwap(l, done) {
@@ -207,15 +227,22 @@ func personal(cm *common, n int, rate float64, duration time.Duration, workers, 
 		}()
 	}
 	start := time.Now()
-	firstSend := clk.now()
+	window := clk.now() + int64(warmup)
+	cutoff.Store(window)
+	if warmup == 0 {
+		startMeters()
+	} else {
+		t := time.AfterFunc(warmup, startMeters)
+		defer t.Stop()
+	}
 	// Ticket i is due at i/rate. Sending stops at the end of the duration
 	// even when busy workers held the pacer back (sent then falls short);
 	// the few tickets that timer slack alone left unsent are sent after.
-	end := time.NewTimer(duration)
+	end := time.NewTimer(warmup + duration)
 	defer end.Stop()
 	issued := int64(0)
 	reqRate := rate / float64(batch)
-	total := int64(reqRate * duration.Seconds())
+	total := int64(reqRate * (warmup + duration).Seconds())
 pace:
 	for issued < total {
 		due := min(int64(reqRate*time.Since(start).Seconds())+1, total)
@@ -250,30 +277,32 @@ pace:
 		return g
 	}
 	waitQuiet(cm.timeout, 5*time.Second, func() bool { return got() >= acked.Load() }, got)
+	<-metered
 	cpuS, cpuOK := srvCPU.seconds()
 	cliS, cliOK := cliCPU.seconds()
-	otherS, window := mach.others(cpuS, cpuOK, cliS, cliOK)
+	otherS, span := mach.others(cpuS, cpuOK, cliS, cliOK)
 	figs := readServerFigures(cm.pid)
 	rd.close()
 
 	res := &personalResult{Scenario: "personal", Transport: transportName(cm), Conns: n, Rate: rate, Batch: batch,
-		DurationS: duration.Seconds(), Workers: workers,
+		DurationS: duration.Seconds(), WarmupS: warmup.Seconds(), Workers: workers,
 		ConnectsPerSec: round3(d.perSecond()), Requests: requests.Load(), Sent: sent.Load(), Acknowledged: acked.Load(), HTTPErrors: httpErrs.Load(),
-		ServerCloses: rd.closes.Load(), BadFrames: rd.badFrames.Load(), WindowS: window, OtherCPUSec: otherS, serverFigures: figs}
+		ServerCloses: rd.closes.Load(), BadFrames: rd.badFrames.Load(), WindowS: span, OtherCPUSec: otherS, serverFigures: figs}
 	var all []int64
 	for _, s := range sinks {
 		all = append(all, s.lat...)
 		res.OtherFrames += s.other
+		res.Delivered += s.got.Load()
 	}
-	res.Delivered = int64(len(all))
 	if res.Acknowledged > 0 {
 		res.Completeness = round3(float64(res.Delivered) / float64(res.Acknowledged))
 		if res.Delivered < res.Acknowledged && res.Completeness == 1 {
 			res.Completeness = 0.999
 		}
 	}
-	if l := lastAck.Load(); l > firstSend {
-		res.AchievedPerSec = round3(float64(res.Acknowledged) / (float64(l-firstSend) / 1e9))
+	inWindow := ackedWin.Load()
+	if l := lastAck.Load(); l > window {
+		res.AchievedPerSec = round3(float64(inWindow) / (float64(l-window) / 1e9))
 	}
 	res.Latency = summarise(all)
 	var rtt []int64
@@ -282,8 +311,8 @@ pace:
 	}
 	res.HTTPRTT = summarise(rtt)
 	res.ServerCPUSec = seconds(cpuS, cpuOK)
-	res.ServerCPUPerNot = perUnit(cpuS, cpuOK, res.Acknowledged)
-	res.ClientCPUPerNot = perUnit(cliS, cliOK, res.Acknowledged)
+	res.ServerCPUPerNot = perUnit(cpuS, cpuOK, inWindow)
+	res.ClientCPUPerNot = perUnit(cliS, cliOK, inWindow)
 	return res, nil
 }
 
