@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -169,6 +170,17 @@ func (l *fastListener) first(c net.Conn) {
 	req = req.WithContext(ctx)
 	req.RemoteAddr = c.RemoteAddr().String()
 	w := &fastResponse{c: c, header: http.Header{}}
+	// A handler's panic ends its connection, not the server (as in
+	// net/http).
+	defer func() {
+		if v := recover(); v != nil {
+			l.log.Error("panic serving a request", "remote", req.RemoteAddr, "path", req.URL.Path,
+				"panic", v, "stack", string(debug.Stack()))
+			if !w.hijacked {
+				_ = c.Close()
+			}
+		}
+	}()
 	h.ServeHTTP(w, req)
 	if !w.hijacked {
 		w.finish()

@@ -29,6 +29,9 @@ func newFastFixture(t *testing.T) *fastFixture {
 		t.Fatal(err)
 	}
 	route := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("panic") != "" {
+			panic("handler failed")
+		}
 		if r.URL.Query().Get("deny") != "" {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
@@ -177,6 +180,18 @@ func TestFastPathAnswersWithoutHijack(t *testing.T) {
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("connection left open after the answer: %v", err)
+	}
+}
+
+func TestFastPathHandlerPanic(t *testing.T) {
+	f := newFastFixture(t)
+	_, br := f.send(t, "GET /stream?panic=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("an answer from a handler that panicked")
+	}
+	_, br = f.send(t, streamHead)
+	if status, _, _ := answer(t, br); status != http.StatusSwitchingProtocols {
+		t.Fatalf("after a panic: %d", status)
 	}
 }
 
