@@ -400,10 +400,9 @@ func (w *writer) inTx(ops []op) (err error) {
 			// Also after a failed COMMIT, which can leave the transaction
 			// open; an error here only means there is nothing to undo.
 			_, _ = w.rollback.ExecContext(ctx)
-			// Start again from the database: what the transaction read or
-			// assigned was rolled back.
+			// What the transaction read or assigned was rolled back;
+			// w.seqs holds only what earlier commits left.
 			clear(w.txSeqs)
-			clear(w.seqs)
 			return
 		}
 		w.keepSeqs()
