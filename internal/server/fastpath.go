@@ -227,10 +227,7 @@ func (l *fastListener) peekHead(c net.Conn, b []byte) (n, end int, err error) {
 		var perr error
 		prev, wouldWait := n, false
 		err = rc.Read(func(fd uintptr) bool {
-			m, _, e := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK)
-			for e == syscall.EINTR {
-				m, _, e = syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK)
-			}
+			m, e := peekSocket(fd, b)
 			if e == syscall.EAGAIN || (e == nil && m == prev && m > 0) {
 				if !waiting {
 					wouldWait = true
