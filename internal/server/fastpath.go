@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -160,7 +161,7 @@ func (l *fastListener) first(c net.Conn) {
 		return
 	}
 	// The head is ours now: take it off the socket (it is all there).
-	if _, err := readFull(c, hb.b[:end]); err != nil {
+	if _, err := io.ReadFull(c, hb.b[:end]); err != nil {
 		_ = c.Close()
 		return
 	}
@@ -275,18 +276,6 @@ func (l *fastListener) mayRoute(b []byte) bool {
 		}
 	}
 	return false
-}
-
-func readFull(c net.Conn, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := c.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // fastResponse is the ResponseWriter of a request served by the fast
