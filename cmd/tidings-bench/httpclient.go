@@ -57,20 +57,13 @@ func (a *apiClient) warm(n int) error {
 		if err != nil {
 			return err
 		}
-		c.req = append(c.req[:0], "GET "...)
-		c.req = append(c.req, a.prefix...)
-		c.req = append(c.req, "/healthz HTTP/1.1\r\n"...)
-		c.req = append(c.req, a.head...)
-		c.req = append(c.req, "\r\n"...)
-		status, keep, err := c.roundTrip(a.timeout)
-		if err == nil && (status != 200 || !keep) {
-			err = fmt.Errorf("%d %s", status, bytes.TrimSpace(c.body))
-		}
+		_, kept, err := a.do(c, "GET", "/healthz", nil, 200)
 		if err != nil {
-			_ = c.c.Close()
-			return fmt.Errorf("GET /healthz: %w", err)
+			return err
 		}
-		a.put(c)
+		if !kept {
+			return errors.New("GET /healthz: the server closed the connection")
+		}
 	}
 	return nil
 }
@@ -103,7 +96,16 @@ func (a *apiClient) post(path string, body []byte, want int) (int, error) {
 			return 0, err
 		}
 	}
-	c.req = append(c.req[:0], "POST "...)
+	status, _, err := a.do(c, "POST", path, body, want)
+	return status, err
+}
+
+// do sends one request on c and reads its answer: its status, and whether
+// c went back to the pool (the server keeps it open) or was closed. An
+// answer other than want is an error quoting its first bytes.
+func (a *apiClient) do(c *apiConn, method, path string, body []byte, want int) (status int, kept bool, err error) {
+	c.req = append(c.req[:0], method...)
+	c.req = append(c.req, ' ')
 	c.req = append(c.req, a.prefix...)
 	c.req = append(c.req, path...)
 	c.req = append(c.req, " HTTP/1.1\r\n"...)
@@ -115,17 +117,17 @@ func (a *apiClient) post(path string, body []byte, want int) (int, error) {
 	status, keep, err := c.roundTrip(a.timeout)
 	if err != nil {
 		_ = c.c.Close()
-		return 0, fmt.Errorf("POST %s: %w", path, err)
+		return 0, false, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if status != want { // quoted before another request may reuse c.body
-		err = fmt.Errorf("POST %s: %d %s", path, status, bytes.TrimSpace(c.body))
+		err = fmt.Errorf("%s %s: %d %s", method, path, status, bytes.TrimSpace(c.body))
 	}
 	if keep {
 		a.put(c)
 	} else {
 		_ = c.c.Close()
 	}
-	return status, err
+	return status, keep, err
 }
 
 func (a *apiClient) close() {
