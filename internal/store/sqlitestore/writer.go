@@ -95,23 +95,25 @@ const columns = `id, seq, user, type, title, body, url, data, grp, created_at, r
 // notExpired is the filter that hides expired rows; ?now is unix millis.
 const notExpired = `(expires_at IS NULL OR expires_at > :now)`
 
-// lastSeqOf is the last seq handed to :user (0: none), and unreadCount
-// the user's unread count at :now (see schema version 2): the rows ever
-// stored, less the ones read, deleted or purged while unread, less the
-// unread ones already expired but not yet purged, found through the narrow
-// index of unread rows that expire.
-const (
-	lastSeqOf = `max(coalesce((SELECT last_seq FROM user_seq WHERE user = :user), 0),
-		coalesce((SELECT max(seq) FROM notifications WHERE user = :user), 0))`
-	unreadCount = lastSeqOf + ` - coalesce((SELECT consumed FROM user_seq WHERE user = :user), 0)
+// lastSeqFor is the last seq handed to the user the SQL expression user
+// names (0: none; see schema version 2).
+func lastSeqFor(user string) string {
+	return `max(coalesce((SELECT last_seq FROM user_seq WHERE user = ` + user + `), 0),
+		coalesce((SELECT max(seq) FROM notifications WHERE user = ` + user + `), 0))`
+}
+
+// lastSeqOf is the last seq of :user, lastSeqsQuery that of each of a JSON
+// array of users, and unreadCount the unread count of :user at :now: the
+// rows ever stored, less the ones read, deleted or purged while unread,
+// less the unread ones already expired but not yet purged, found through
+// the narrow index of unread rows that expire.
+var (
+	lastSeqOf     = lastSeqFor(":user")
+	lastSeqsQuery = `SELECT value, ` + lastSeqFor("value") + ` FROM json_each(?)`
+	unreadCount   = lastSeqOf + ` - coalesce((SELECT consumed FROM user_seq WHERE user = :user), 0)
 		- (SELECT count(*) FROM notifications
 		   WHERE user = :user AND expires_at IS NOT NULL AND expires_at <= :now AND read_at IS NULL)`
 )
-
-// lastSeqsQuery is lastSeqOf for each of a JSON array of users.
-const lastSeqsQuery = `SELECT value, max(coalesce((SELECT last_seq FROM user_seq WHERE user = value), 0),
-		coalesce((SELECT max(seq) FROM notifications WHERE user = value), 0))
-	FROM json_each(?)`
 
 var writeStmts = []struct {
 	dst   func(w *writer) **sql.Stmt
