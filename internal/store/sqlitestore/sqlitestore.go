@@ -140,16 +140,17 @@ func Open(ctx context.Context, opt Options) (_ *Store, err error) {
 	}
 	defer func() {
 		if err != nil {
-			_ = lock.Close()
+			_ = lock.Close() // last: the database is closed by then
 		}
 	}()
 
-	// The write connection: FULL so COMMIT returns only once the WAL is
-	// synced, IMMEDIATE so a transaction takes the write lock at BEGIN
-	// instead of failing halfway if another process holds it. WAL (so
-	// readers never block the writer) is set on it below, after the page
-	// size: the driver runs DSN pragmas in an order of its own.
-	// Its WAL writes go through walVFS (walvfs.go), one write per 64 KiB.
+	// The write connection: FULL so SQLite asks for a sync at every commit
+	// (walVFS leaves it to the syncer, see syncLoop), IMMEDIATE so a
+	// transaction takes the write lock at BEGIN instead of failing halfway
+	// if another connection holds it. WAL (so readers never block the
+	// writer) is set on it below, after the page size: the driver runs DSN
+	// pragmas in an order of its own. Its WAL writes go through walVFS
+	// (walvfs.go), one write per 64 KiB.
 	if err := registerWALVFS(); err != nil {
 		return nil, err
 	}
@@ -163,40 +164,37 @@ func Open(ctx context.Context, opt Options) (_ *Store, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open: %w", err)
 	}
+	// From here on, a failure closes what is open so far (the deferred
+	// closes run last opened first).
+	closeOnErr := func(c interface{ Close() error }) {
+		if err != nil {
+			_ = c.Close()
+		}
+	}
+	defer closeOnErr(wdb)
 	wdb.SetMaxOpenConns(1)
 	wdb.SetConnMaxIdleTime(0)
 	wdb.SetConnMaxLifetime(0)
 	conn, err := wdb.Conn(ctx)
 	if err != nil {
-		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", opt.Path, err)
 	}
+	defer closeOnErr(conn)
 	if err := setupWAL(ctx, conn); err != nil {
-		_ = conn.Close()
-		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlitestore: %s: %w", opt.Path, err)
 	}
 	if err := migrate(ctx, conn); err != nil {
-		_ = conn.Close()
-		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlitestore: %s: %w", opt.Path, err)
 	}
 	w, err := newWriter(ctx, conn, path+"-wal", opt.MaxBatch, opt.Logger)
 	if err != nil {
-		_ = conn.Close()
-		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	// From here on, a failure closes what is open so far.
-	fail := func(err error, closers ...*sql.DB) (*Store, error) {
-		w.closeStmts()
-		_ = conn.Close()
-		_ = wdb.Close()
-		for _, db := range closers {
-			_ = db.Close()
+	defer func() {
+		if err != nil {
+			w.closeStmts()
 		}
-		return nil, err
-	}
+	}()
 	if opt.syncWAL != nil {
 		w.sync = opt.syncWAL
 	}
@@ -205,7 +203,7 @@ func Open(ctx context.Context, opt Options) (_ *Store, err error) {
 	}
 	var frame int64
 	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&frame); err != nil {
-		return fail(fmt.Errorf("sqlitestore: %s: read page size: %w", opt.Path, err))
+		return nil, fmt.Errorf("sqlitestore: %s: read page size: %w", opt.Path, err)
 	}
 	if f := findWAL(w.walPath); f != nil {
 		w.walFile.Store(f)
@@ -215,7 +213,7 @@ func Open(ctx context.Context, opt Options) (_ *Store, err error) {
 		opt.Logger.Warn("sqlitestore: WAL file not found through the VFS shim; checkpoints run inside commits",
 			"wal", w.walPath)
 		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", checkpointBytes/frame)); err != nil {
-			return fail(fmt.Errorf("sqlitestore: %s: set WAL checkpoint: %w", opt.Path, err))
+			return nil, fmt.Errorf("sqlitestore: %s: set WAL checkpoint: %w", opt.Path, err)
 		}
 	}
 	frame += walFrameHeaderBytes
@@ -223,15 +221,16 @@ func Open(ctx context.Context, opt Options) (_ *Store, err error) {
 	// checkpoint syncs the WAL before it copies and the database after).
 	cdb, err := sql.Open("sqlite", dsn(path, "_synchronous=FULL"))
 	if err != nil {
-		return fail(fmt.Errorf("sqlitestore: open checkpointer: %w", err))
+		return nil, fmt.Errorf("sqlitestore: open checkpointer: %w", err)
 	}
+	defer closeOnErr(cdb)
 	cdb.SetMaxOpenConns(1)
 
 	// Read connections: query_only guards against a write slipping past
 	// the writer (two writers would fight over the lock).
 	rdb, err := sql.Open("sqlite", dsn(path, "_pragma=query_only(1)"))
 	if err != nil {
-		return fail(fmt.Errorf("sqlitestore: open readers: %w", err), cdb)
+		return nil, fmt.Errorf("sqlitestore: open readers: %w", err)
 	}
 	readers := max(4, runtime.GOMAXPROCS(0))
 	rdb.SetMaxOpenConns(readers)
