@@ -104,8 +104,8 @@ func (c *checkpointer) round() error {
 // copy read the database file alone); with reads going on all the time, a
 // PASSIVE copy almost never left a moment without one, and the WAL went on
 // growing. It waits for those reads at most tailWaitMillis (a read of the
-// API takes a few milliseconds; the writer's busy timeout, meant for
-// another process holding the lock, would stall every write for seconds
+// API takes a few milliseconds; the writer's busy timeout, meant for a
+// lock another connection holds, would stall every write for seconds
 // behind a long one): if one is still going, this round leaves the WAL
 // as it is and a later one starts it over.
 func (w *writer) copyTail() error {
