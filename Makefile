@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBodies$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/inbox
 	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZRUNS)x ./internal/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzWebhookAnswer$$' -fuzztime=$(FUZZRUNS)x ./internal/auth
+	$(GO) test -run='^$$' -fuzz='^FuzzScanClaims$$' -fuzztime=$(FUZZRUNS)x ./internal/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzEncode$$' -fuzztime=$(FUZZRUNS)x .
 
 # Go benchmarks of the hot paths (not part of `test`; see docs/BENCHMARKS.md).
