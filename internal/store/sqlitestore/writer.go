@@ -79,7 +79,7 @@ type writer struct {
 
 	findIdem   *sql.Stmt
 	lastSeqs   *sql.Stmt
-	insert     *sql.Stmt
+	insert     *rawStmt // database/sql's conversion skipped: see rawStmt
 	markIDs    *sql.Stmt
 	markAll    *sql.Stmt
 	countOwned *sql.Stmt
@@ -115,6 +115,13 @@ var (
 		   WHERE user = :user AND expires_at IS NOT NULL AND expires_at <= :now AND read_at IS NULL)`
 )
 
+// insertQuery stores one notification. seq is last_seq + 1 (see nextSeq):
+// a rolled-back append gives its seq back, a committed one is the user's
+// highest until a later one.
+const insertQuery = `INSERT INTO notifications
+	(user, seq, id, type, title, body, url, data, grp, idem_key, created_at, expires_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
 var writeStmts = []struct {
 	dst   func(w *writer) **sql.Stmt
 	query string
@@ -126,12 +133,6 @@ var writeStmts = []struct {
 		`SELECT ` + columns + ` FROM notifications WHERE user = ? AND idem_key = ?`},
 	// The last_seq of each of a JSON array of users (0: none yet).
 	{func(w *writer) **sql.Stmt { return &w.lastSeqs }, lastSeqsQuery},
-	// seq is last_seq + 1 (see nextSeq): a rolled-back append gives its
-	// seq back, a committed one is the user's highest until a later one.
-	{func(w *writer) **sql.Stmt { return &w.insert },
-		`INSERT INTO notifications
-		 (user, seq, id, type, title, body, url, data, grp, idem_key, created_at, expires_at)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 	// ids arrive as one JSON array: one prepared statement for any count,
 	// and no bound-variable limit. The unary + keeps the planner on the id
 	// index: an index on (user, ...) would scan rows of the user to find a
@@ -176,6 +177,11 @@ func newWriter(ctx context.Context, conn *sql.Conn, walPath string, maxBatch int
 		}
 		*s.dst(w) = st
 	}
+	var err error
+	if w.insert, err = prepareRaw(ctx, conn, insertQuery); err != nil {
+		w.closeStmts()
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -185,6 +191,10 @@ func (w *writer) closeStmts() {
 			_ = st.Close()
 			*s.dst(w) = nil
 		}
+	}
+	if w.insert != nil {
+		_ = w.insert.close()
+		w.insert = nil
 	}
 }
 
@@ -465,7 +475,7 @@ func (o *appendOp) apply(w *writer, _ time.Time) error {
 		if err != nil {
 			return err
 		}
-		if _, err := w.insert.ExecContext(ctx, it.User, seq, it.ID, it.Type, it.Title, it.Body, it.URL,
+		if err := w.insert.execArgs(it.User, seq, it.ID, it.Type, it.Title, it.Body, it.URL,
 			nullText(string(it.Data)), it.Group, nullText(it.IdempotencyKey), created, expires); err != nil {
 			return fmt.Errorf("sqlitestore: insert %q: %w", it.ID, err)
 		}
