@@ -351,7 +351,7 @@ func (w *writer) syncLoop() {
 	}
 }
 
-// syncWAL makes everything written to the WAL so far durable: fsync on a
+// syncWAL makes everything written to the WAL so far durable: syncData on a
 // descriptor of our own (a sync covers the file, whoever wrote to it).
 func (w *writer) syncWAL() error {
 	if w.wal == nil {
@@ -364,7 +364,7 @@ func (w *writer) syncWAL() error {
 		}
 		w.wal = f
 	}
-	if err := w.wal.Sync(); err != nil {
+	if err := syncData(w.wal); err != nil {
 		return fmt.Errorf("sqlitestore: sync WAL: %w", err)
 	}
 	return nil
