@@ -9,31 +9,61 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// claimsSeeds are payloads of every shape scanClaims must read itself,
-// and of shapes it must leave to the parser.
-var claimsSeeds = []string{
-	`{"sub":"user-12345","exp":1900000000}`,
-	`{"sub":"u1","exp":1900000000,"iat":1700000000,"nbf":1700000000,"iss":"app","jti":"a\"b","aud":["x","y\u00e9"]}`,
-	`{"sub":"u1","channels":["post:1","group:*"],"aud":"api","role":{"admin":[true,null,1.5e3,"}"]},"n":-1}`,
-	` { "sub" : "u1" , "channels" : [ ] } `,
-	`{}`,
-	`{"sub":"u1","exp":0}`,
+// noExp marks a claimsShapes case without an exp.
+const noExp = -1
+
+// claimsShapes are payloads of the shapes scanClaims must read itself,
+// with what it must read, and of shapes it must leave to the parser (ok
+// false). They also seed FuzzScanClaims.
+var claimsShapes = []struct {
+	payload  string
+	ok       bool
+	sub      string
+	exp      int64 // seconds, or noExp
+	channels []string
+}{
+	{`{"sub":"user-12345","exp":1900000000}`, true, "user-12345", 1900000000, nil},
+	{`{"sub":"u1","exp":1900000000,"iat":1700000000,"nbf":1700000000,"iss":"app","jti":"a\"b","aud":["x","y\u00e9"]}`, true, "u1", 1900000000, nil},
+	{`{"sub":"u1","channels":["post:1","group:*"],"aud":"api","role":{"admin":[true,null,1.5e3,"}"]},"n":-1}`, true, "u1", noExp, []string{"post:1", "group:*"}},
+	{` { "sub" : "u1" , "channels" : [ ] } `, true, "u1", noExp, []string{}},
+	{`{}`, true, "", noExp, nil},
+	{`{"sub":"u1","exp":0}`, true, "u1", 0, nil},
 	// Left to the parser:
-	`{"SUB":"u1"}`, `{"s\u0075b":"u1"}`, `{"ſub":"u1"}`, `{"sub":"u1","sub":"u2"}`,
-	`{"sub":"jos\u00e9"}`, `{"sub":"josé"}`, `{"sub":null}`, `{"sub":1}`,
-	`{"sub":"u1","exp":1.9e9}`, `{"sub":"u1","exp":1900000000.5}`, `{"sub":"u1","exp":-1}`,
-	`{"sub":"u1","exp":"1900000000"}`, `{"sub":"u1","exp":1234567890123456}`, `{"sub":"u1","exp":null}`,
-	`{"sub":"u1","aud":1}`, `{"sub":"u1","aud":[1]}`, `{"sub":"u1","iss":2}`, `{"sub":"u1","channels":"a"}`,
-	`{"sub":"u1","channels":[1]}`, `{"sub":"u1","channels":null}`, `{"sub":"u1","channels":["\n"]}`,
-	`{"sub":"u1"} x`, `{"sub":"u1",}`, `[]`, `null`, `"sub"`, ``,
+	{`{"SUB":"u1"}`, false, "", noExp, nil},
+	{`{"s\u0075b":"u1"}`, false, "", noExp, nil},
+	{`{"ſub":"u1"}`, false, "", noExp, nil},
+	{`{"sub":"u1","sub":"u2"}`, false, "", noExp, nil},
+	{`{"sub":"jos\u00e9"}`, false, "", noExp, nil},
+	{`{"sub":"josé"}`, false, "", noExp, nil},
+	{`{"sub":null}`, false, "", noExp, nil},
+	{`{"sub":1}`, false, "", noExp, nil},
+	{`{"sub":"u1","exp":1.9e9}`, false, "", noExp, nil},
+	{`{"sub":"u1","exp":1900000000.5}`, false, "", noExp, nil},
+	{`{"sub":"u1","exp":-1}`, false, "", noExp, nil},
+	{`{"sub":"u1","exp":"1900000000"}`, false, "", noExp, nil},
+	{`{"sub":"u1","exp":1234567890123456}`, false, "", noExp, nil},
+	{`{"sub":"u1","exp":null}`, false, "", noExp, nil},
+	{`{"sub":"u1","aud":1}`, false, "", noExp, nil},
+	{`{"sub":"u1","aud":[1]}`, false, "", noExp, nil},
+	{`{"sub":"u1","iss":2}`, false, "", noExp, nil},
+	{`{"sub":"u1","channels":"a"}`, false, "", noExp, nil},
+	{`{"sub":"u1","channels":[1]}`, false, "", noExp, nil},
+	{`{"sub":"u1","channels":null}`, false, "", noExp, nil},
+	{`{"sub":"u1","channels":["\n"]}`, false, "", noExp, nil},
+	{`{"sub":"u1"} x`, false, "", noExp, nil},
+	{`{"sub":"u1",}`, false, "", noExp, nil},
+	{`[]`, false, "", noExp, nil},
+	{`null`, false, "", noExp, nil},
+	{`"sub"`, false, "", noExp, nil},
+	{``, false, "", noExp, nil},
 }
 
 // FuzzScanClaims holds scanClaims to json.Unmarshal into claims: whenever
 // it reads a payload itself, encoding/json must accept the payload too and
 // give the same subject, dates and channels.
 func FuzzScanClaims(f *testing.F) {
-	for _, s := range claimsSeeds {
-		f.Add([]byte(s))
+	for _, tc := range claimsShapes {
+		f.Add([]byte(tc.payload))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, ok := scanClaims(b)
@@ -69,31 +99,7 @@ func sameDate(t *testing.T, b []byte, name string, got time.Time, want *jwt.Nume
 // The common shapes are read by scanClaims itself (otherwise the fast path
 // would gain nothing); the odd ones are left to the parser.
 func TestScanClaimsShapes(t *testing.T) {
-	for _, tc := range []struct {
-		payload  string
-		ok       bool
-		sub      string
-		exp      int64 // 0: none
-		channels []string
-	}{
-		{`{"sub":"user-12345","exp":1900000000}`, true, "user-12345", 1900000000, nil},
-		{`{"sub":"u1","exp":1900000000,"iat":1700000000,"nbf":1700000000,"iss":"app","jti":"a\"b","aud":["x","y\u00e9"]}`, true, "u1", 1900000000, nil},
-		{`{"sub":"u1","channels":["post:1","group:*"],"aud":"api","role":{"admin":[true,null,1.5e3,"}"]},"n":-1}`, true, "u1", 0, []string{"post:1", "group:*"}},
-		{` { "sub" : "u1" , "channels" : [ ] } `, true, "u1", 0, []string{}},
-		{`{}`, true, "", 0, nil},
-		{`{"SUB":"u1"}`, false, "", 0, nil},
-		{`{"s\u0075b":"u1"}`, false, "", 0, nil},
-		{`{"ſub":"u1"}`, false, "", 0, nil},
-		{`{"sub":"u1","sub":"u2"}`, false, "", 0, nil},
-		{`{"sub":"jos\u00e9"}`, false, "", 0, nil},
-		{`{"sub":"u1","exp":1.9e9}`, false, "", 0, nil},
-		{`{"sub":"u1","exp":"1900000000"}`, false, "", 0, nil},
-		{`{"sub":"u1","exp":null}`, false, "", 0, nil},
-		{`{"sub":"u1","aud":[1]}`, false, "", 0, nil},
-		{`{"sub":"u1","channels":null}`, false, "", 0, nil},
-		{`{"sub":"u1"} x`, false, "", 0, nil},
-		{`null`, false, "", 0, nil},
-	} {
+	for _, tc := range claimsShapes {
 		c, ok := scanClaims([]byte(tc.payload))
 		if ok != tc.ok {
 			t.Errorf("%s: ok %v, want %v", tc.payload, ok, tc.ok)
@@ -103,7 +109,7 @@ func TestScanClaimsShapes(t *testing.T) {
 			continue
 		}
 		var exp time.Time
-		if tc.exp != 0 {
+		if tc.exp != noExp {
 			exp = time.Unix(tc.exp, 0)
 		}
 		if c.sub != tc.sub || !c.exp.Equal(exp) || !reflect.DeepEqual(c.channels, tc.channels) {
