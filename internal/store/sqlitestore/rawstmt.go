@@ -17,10 +17,15 @@ import (
 // and only by the writer goroutine.
 type rawStmt struct {
 	conn *sql.Conn
-	st   driver.Stmt
-	exec driver.StmtExecContext
+	st   execStmt
 	args []driver.NamedValue // the current call's, reused
-	run  func(any) error     // runs exec with args; made once
+	run  func(any) error     // runs st with args; made once
+}
+
+// execStmt is a driver statement that executes with a context.
+type execStmt interface {
+	driver.Stmt
+	driver.StmtExecContext
 }
 
 func prepareRaw(ctx context.Context, conn *sql.Conn, query string) (*rawStmt, error) {
@@ -34,19 +39,19 @@ func prepareRaw(ctx context.Context, conn *sql.Conn, query string) (*rawStmt, er
 		if err != nil {
 			return err
 		}
-		exec, ok := st.(driver.StmtExecContext)
+		es, ok := st.(execStmt)
 		if !ok {
 			_ = st.Close()
 			return errors.New("driver statement cannot execute with a context")
 		}
-		r.st, r.exec = st, exec
+		r.st = es
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("prepare %q: %w", query, err)
 	}
 	r.run = func(any) error {
-		_, err := r.exec.ExecContext(context.Background(), r.args)
+		_, err := r.st.ExecContext(context.Background(), r.args)
 		return err
 	}
 	return r, nil
