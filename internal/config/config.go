@@ -47,6 +47,7 @@ type Config struct {
 	MaxBodyBytes        int64          // TIDINGS_MAX_BODY_BYTES
 	MaxSubscriptions    int            // TIDINGS_MAX_SUBSCRIPTIONS, per connection
 	MaxConnsPerUser     int            // TIDINGS_MAX_CONNS_PER_USER, 0 = unlimited
+	MinWriteInterval    time.Duration  // TIDINGS_MIN_WRITE_INTERVAL, 0 = write at once
 	MetricsAuth         bool           // TIDINGS_METRICS_AUTH, /metrics needs the admin key
 	DevTokenTTL         time.Duration  // TIDINGS_DEV_TOKEN_TTL
 	LogLevel            string         // TIDINGS_LOG_LEVEL, debug|info|warn|error

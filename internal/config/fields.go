@@ -56,6 +56,7 @@ var fields = []field{
 	{key: "max_body_bytes", usage: "largest HTTP request body accepted", ptr: func(c *Config) any { return &c.MaxBodyBytes }},
 	{key: "max_subscriptions", usage: "subscriptions per connection", ptr: func(c *Config) any { return &c.MaxSubscriptions }},
 	{key: "max_conns_per_user", usage: "connections per user, 0 = unlimited", ptr: func(c *Config) any { return &c.MaxConnsPerUser }},
+	{key: "min_write_interval", usage: "write to a busy connection at most about once per interval, coalescing publications; 0 = at once", ptr: func(c *Config) any { return &c.MinWriteInterval }},
 	{key: "metrics_auth", usage: "require the admin key on /metrics", ptr: func(c *Config) any { return &c.MetricsAuth }},
 	{key: "dev_token_ttl", usage: "lifetime of tokens minted in development mode", ptr: func(c *Config) any { return &c.DevTokenTTL }},
 	{key: "log_level", usage: "debug, info, warn or error", ptr: func(c *Config) any { return &c.LogLevel }},

@@ -130,7 +130,7 @@ func TestDurations(t *testing.T) {
 
 	file := writeFile(t, "c.yaml", "ping_interval: 10\nidle_timeout: 2m\nnamespaces:\n  post:\n    history_ttl: 3600\n")
 	c, _ := mustLoad(t, []string{"--poll-timeout-max=30"},
-		[]string{EnvConfig + "=" + file, "TIDINGS_SHUTDOWN_TIMEOUT=1m30s", "TIDINGS_DEV_TOKEN_TTL=7200"})
+		[]string{EnvConfig + "=" + file, "TIDINGS_SHUTDOWN_TIMEOUT=1m30s", "TIDINGS_DEV_TOKEN_TTL=7200", "TIDINGS_MIN_WRITE_INTERVAL=250ms"})
 	for name, got := range map[string][2]time.Duration{
 		"ping_interval (file, seconds)":    {c.PingInterval, 10 * time.Second},
 		"idle_timeout (file, Go)":          {c.IdleTimeout, 2 * time.Minute},
@@ -138,6 +138,7 @@ func TestDurations(t *testing.T) {
 		"shutdown_timeout (env, Go)":       {c.ShutdownTimeout, 90 * time.Second},
 		"dev_token_ttl (env, seconds)":     {c.DevTokenTTL, 2 * time.Hour},
 		"poll_timeout_max (flag, seconds)": {c.PollTimeoutMax, 30 * time.Second},
+		"min_write_interval (env, Go)":     {c.MinWriteInterval, 250 * time.Millisecond},
 	} {
 		if got[0] != got[1] {
 			t.Errorf("%s = %v, want %v", name, got[0], got[1])

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/tidings/tidings"
@@ -190,7 +191,14 @@ func (c *Config) validateLimits(p *problems) {
 	if c.MaxConnsPerUser < 0 {
 		p.add("max_conns_per_user", "must not be negative (0 means unlimited)")
 	}
+	if c.MinWriteInterval < 0 || c.MinWriteInterval > maxWriteInterval {
+		p.add("min_write_interval", "must be between 0 (off) and %s, not %s", formatDuration(maxWriteInterval), formatDuration(c.MinWriteInterval))
+	}
 }
+
+// maxWriteInterval bounds min_write_interval: past a second, coalescing
+// would hold messages longer than a user waits for a notification.
+const maxWriteInterval = time.Second
 
 func (c *Config) validateNamespaces(p *problems) {
 	names := make([]string, 0, len(c.Namespaces))

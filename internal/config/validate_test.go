@@ -27,6 +27,7 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 	c.Broker = "kafka://k:9092"
 	c.MaxFrameBytes = -1
 	c.MaxConnsPerUser = -2
+	c.MinWriteInterval = 2 * time.Second
 	c.JWTPublicKey = filepath.Join(t.TempDir(), "missing.pem")
 	c.LogLevel = "verbose"
 	c.AllowedOrigins = []string{"app.example.com"}
@@ -36,7 +37,7 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 	problems := problemsOf(t, &c)
 	for _, key := range []string{
 		"listen:", "idle_timeout:", "channels_default:", "store:", "broker:",
-		"max_frame_bytes:", "max_conns_per_user:", "jwt_public_key:", "log_level:",
+		"max_frame_bytes:", "max_conns_per_user:", "min_write_interval:", "jwt_public_key:", "log_level:",
 		"allowed_origins:", "namespaces.post: policy", "namespaces.chat: policy webhook needs",
 		"namespaces.chat: history_size",
 	} {

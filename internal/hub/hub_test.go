@@ -17,6 +17,7 @@ type memSink struct {
 	mu     sync.Mutex
 	frames [][]byte
 	writes int
+	sizes  []int // frames in each write
 	closed bool
 	got    chan struct{}
 }
@@ -26,6 +27,7 @@ func newMemSink() *memSink { return &memSink{got: make(chan struct{}, 1024)} }
 func (s *memSink) Write(bufs [][]byte) error {
 	s.mu.Lock()
 	s.writes++
+	s.sizes = append(s.sizes, len(bufs))
 	for _, b := range bufs {
 		s.frames = append(s.frames, append([]byte(nil), b...))
 	}

@@ -1,6 +1,9 @@
 package hub
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // job is one unit of work for a worker: a publication to the worker's
 // share of a channel's subscribers, or raw bytes for one connection.
@@ -31,10 +34,27 @@ type worker struct {
 	conns   map[*Conn]struct{}
 
 	touched []*Conn // connections with pending frames in this round
+
+	// Coalescing, when Options.MinWriteInterval is set: a connection
+	// written since the last tick keeps its publications for the next one
+	// (later), and a tick writes every connection kept for it. Ticks run
+	// only while some connection waits; the first publication after a
+	// quiet spell goes out at once.
+	interval time.Duration
+	later    []*Conn
+	lastTick int32     // w.h.clock() of the last tick; 0: none yet
+	nextTick time.Time // when the next tick is due, while later is not empty
+	timer    *time.Timer
 }
 
 func newWorker(h *Hub, idx int) *worker {
-	return &worker{h: h, idx: idx, wake: make(chan struct{}, 1), conns: map[*Conn]struct{}{}}
+	w := &worker{h: h, idx: idx, wake: make(chan struct{}, 1), conns: map[*Conn]struct{}{},
+		interval: h.opt.MinWriteInterval}
+	if w.interval > 0 {
+		w.timer = time.NewTimer(w.interval)
+		w.timer.Stop()
+	}
+	return w
 }
 
 func (w *worker) add(c *Conn) {
@@ -87,9 +107,18 @@ func (w *worker) run() {
 			stopped := w.stopped
 			w.mu.Unlock()
 			if stopped {
+				w.tick()
 				return
 			}
-			<-w.wake
+			if len(w.later) == 0 {
+				<-w.wake
+				continue
+			}
+			select {
+			case <-w.wake:
+			case <-w.timer.C:
+				w.tick()
+			}
 			continue
 		}
 		batch, w.queue = w.queue, batch[:0]
@@ -97,6 +126,9 @@ func (w *worker) run() {
 
 		w.process(batch)
 		clear(batch) // drop references to frames for the GC
+		if len(w.later) > 0 && !time.Now().Before(w.nextTick) {
+			w.tick() // a worker that never runs out of work never waits on the timer
+		}
 	}
 }
 
@@ -114,6 +146,12 @@ func (w *worker) process(batch []job) {
 			default:
 				w.push(j.conn, j.raw)
 			}
+			if w.interval > 0 && !j.conn.urgent {
+				// A reply, a ping or a replay is not kept for a tick, and
+				// takes what the connection keeps along with it.
+				j.conn.urgent = true
+				w.touched = append(w.touched, j.conn)
+			}
 			continue
 		}
 		j.shard.mu.RLock()
@@ -127,18 +165,74 @@ func (w *worker) process(batch []job) {
 		j.shard.mu.RUnlock()
 	}
 	var n uint64
+	var now int32
+	if w.interval > 0 {
+		now = w.h.clock()
+	}
 	for _, c := range w.touched {
-		n += uint64(len(c.pending))
-		_ = c.sink.Write(c.pending) // a failed write closes the connection in the transport
-		clear(c.pending)
-		if cap(c.pending) > 4 {
-			c.pending = nil // a burst's list is not kept
-		} else {
-			c.pending = c.pending[:0] // at most 4 slots (96 bytes) kept
+		switch {
+		case len(c.pending) == 0: // written already (listed twice)
+		case w.interval > 0 && !c.urgent && (c.later || c.wrote != 0 && c.wrote-w.lastTick >= 0):
+			w.keep(c)
+		default:
+			n += w.write(c, now)
 		}
+		c.urgent = false
 	}
 	clear(w.touched)
 	w.touched = w.touched[:0]
+	w.h.deliveries.Add(n)
+}
+
+// write sends c's pending frames in one write and reports how many.
+func (w *worker) write(c *Conn, now int32) uint64 {
+	n := uint64(len(c.pending))
+	_ = c.sink.Write(c.pending) // a failed write closes the connection in the transport
+	clear(c.pending)
+	if cap(c.pending) > 4 {
+		c.pending = nil // a burst's list is not kept
+	} else {
+		c.pending = c.pending[:0] // at most 4 slots (96 bytes) kept
+	}
+	c.wrote = now
+	return n
+}
+
+// keep leaves c's pending frames for the next tick, starting the ticks
+// again if they had stopped.
+func (w *worker) keep(c *Conn) {
+	if c.later {
+		return
+	}
+	c.later = true
+	if len(w.later) == 0 {
+		now := time.Now()
+		w.nextTick = w.h.epoch.Add(time.Duration(w.lastTick-1)*time.Millisecond + w.interval)
+		if w.lastTick == 0 || w.nextTick.Before(now) {
+			w.nextTick = now // no tick yet, or none for a while: the next one is now
+		}
+		w.timer.Reset(w.nextTick.Sub(now))
+	}
+	w.later = append(w.later, c)
+}
+
+// tick writes every connection kept for it.
+func (w *worker) tick() {
+	if len(w.later) == 0 {
+		return
+	}
+	w.timer.Stop()
+	now := w.h.clock()
+	w.lastTick = now
+	var n uint64
+	for _, c := range w.later {
+		c.later = false
+		if len(c.pending) > 0 {
+			n += w.write(c, now)
+		}
+	}
+	clear(w.later)
+	w.later = w.later[:0]
 	w.h.deliveries.Add(n)
 }
 

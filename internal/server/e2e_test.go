@@ -536,3 +536,36 @@ func TestAuthWebhook(t *testing.T) {
 		t.Fatalf("user API with webhook token: %d", st)
 	}
 }
+
+// With min_write_interval, a notification to a connection written a moment
+// ago waits for the next write; a reply takes it along, in order.
+func TestMinWriteIntervalCoalesces(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.MinWriteInterval = time.Second })
+	a := n.connect("alice")
+	if r := a.call(map[string]any{"op": "ping"}); r["op"] != "pong" {
+		t.Fatalf("ping: %v", r)
+	}
+	// The first one after the reply goes out at the next tick, which is
+	// at once: the ticks had stopped.
+	first := n.notify([]string{"alice"}, nil)
+	if data, _ := a.readJSON()["data"].(map[string]any); data["id"] != first[0] {
+		t.Fatalf("first notification: %v", data)
+	}
+	// The next one waits for the tick after that, a second later...
+	kept := n.notify([]string{"alice"}, nil)
+	// ...so there is nothing on the wire yet (read below the WebSocket
+	// reader, so that a timeout leaves it usable).
+	raw := a.c.UnderlyingConn()
+	_ = raw.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if k, err := raw.Read(make([]byte, 1)); k != 0 || err == nil {
+		t.Fatalf("read %d bytes (%v) before the interval was over", k, err)
+	}
+	// A reply is written at once, and takes the kept one along, first.
+	a.send(map[string]any{"op": "ping"})
+	if data, _ := a.readJSON()["data"].(map[string]any); data["id"] != kept[0] {
+		t.Fatalf("kept notification: %v", data)
+	}
+	if r := a.readJSON(); r["op"] != "pong" {
+		t.Fatalf("after the kept notification: %v", r)
+	}
+}

@@ -89,7 +89,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, fmt.Errorf("broker %q: only the memory broker is available in this build", cfg.Broker)
 	}
 	s.broker = membroker.New()
-	s.hub = hub.New(hub.Options{MaxSubscriptions: cfg.MaxSubscriptions, MaxConnsPerUser: cfg.MaxConnsPerUser, Logger: log})
+	s.hub = hub.New(hub.Options{MaxSubscriptions: cfg.MaxSubscriptions, MaxConnsPerUser: cfg.MaxConnsPerUser,
+		MinWriteInterval: cfg.MinWriteInterval, Logger: log})
 	s.inbox = inbox.New(s.store, s.broker, log)
 	policies := map[string]history.Policy{}
 	for name, ns := range cfg.Namespaces {
