@@ -5,7 +5,7 @@
 #   make build && scripts/loadbench.sh [scenario ...]
 #
 # Scenarios: idle idle-sse storm storm-sse broadcast1 broadcast1-sse
-# broadcast20 broadcast20-sse broadcast100 broadcast100-sse floor1 floor2
+# broadcast20 broadcast20-sse broadcast20-coalesced broadcast100 broadcast100-sse floor1 floor2
 # personal personal-sse personal-batch personal-25k. Default: all of them. RUNS (default
 # 3) runs of each; N (default 14000) connections; OUT (default
 # /tmp/tidings-loadbench.jsonl); BENCH_TMP (default /tmp) holds the
@@ -41,6 +41,7 @@ start_server() {
 	rm -rf "$WORK/data"
 	TIDINGS_LISTEN=127.0.0.1:$PORT TIDINGS_DATA_DIR=$WORK/data TIDINGS_JWT_SECRET=$SECRET \
 	TIDINGS_API_KEYS=$KEY TIDINGS_IDLE_TIMEOUT=600s TIDINGS_PING_INTERVAL=300s TIDINGS_LOG_LEVEL=warn \
+	TIDINGS_MIN_WRITE_INTERVAL=${MIN_WRITE_INTERVAL:-0s} \
 		"$BIN" serve --config "$WORK/tidings.yaml" >"$WORK/server.log" 2>&1 &
 	PID=$!
 	for _ in $(seq 100); do
@@ -97,6 +98,8 @@ scenario() {
 	broadcast1-sse) run broadcast1-sse broadcast "${pub[@]}" --n "$N" --channel bench:all --publishes 20 --rate 1 --transport sse ;;
 	broadcast20) run broadcast20 broadcast "${pub[@]}" --n "$N" --channel bench:all --publishes 100 --rate 20 ;;
 	broadcast20-sse) run broadcast20-sse broadcast "${pub[@]}" --n "$N" --channel bench:all --publishes 100 --rate 20 --transport sse ;;
+	# The same with publications coalesced: one write per connection per 400 ms.
+	broadcast20-coalesced) MIN_WRITE_INTERVAL=400ms run broadcast20-coalesced broadcast "${pub[@]}" --n "$N" --channel bench:all --publishes 100 --rate 20 ;;
 	broadcast100) run broadcast100 broadcast "${pub[@]}" --n "$N" --channel bench:all --publishes 300 --rate 100 ;;
 	broadcast100-sse) run broadcast100-sse broadcast "${pub[@]}" --n "$N" --channel bench:all --publishes 300 --rate 100 --transport sse ;;
 	# floor holds both ends of each connection: half the descriptors each.
@@ -112,7 +115,7 @@ scenario() {
 }
 
 if [ $# -eq 0 ]; then
-	set -- idle idle-sse storm storm-sse floor1 floor2 broadcast1 broadcast1-sse broadcast20 broadcast20-sse \
+	set -- idle idle-sse storm storm-sse floor1 floor2 broadcast1 broadcast1-sse broadcast20 broadcast20-sse broadcast20-coalesced \
 		broadcast100 broadcast100-sse personal personal-sse personal-batch personal-25k
 fi
 for s in "$@"; do scenario "$s"; done
