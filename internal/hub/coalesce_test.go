@@ -100,3 +100,28 @@ func TestCoalesceUnderSteadyStream(t *testing.T) {
 	}
 	t.Logf("%d frames in %d writes", n, len(sizes))
 }
+
+// Flush writes what is kept and turns coalescing off (a drain).
+func TestFlushWritesKeptAndStopsKeeping(t *testing.T) {
+	h := startHub(t, Options{Workers: 2, MinWriteInterval: time.Hour})
+	s := newMemSink()
+	c := h.Attach(KindWS, s)
+	if _, err := h.Subscribe(c, "room:1"); err != nil {
+		t.Fatal(err)
+	}
+	h.Publish(msg("room:1", 1))
+	s.waitFor(t, 1)
+	h.Publish(msg("room:1", 2)) // kept for an hour
+	h.Flush()
+	if got := s.count(); got != 2 {
+		t.Fatalf("%d frames written after Flush, want 2", got)
+	}
+	h.Publish(msg("room:1", 3))
+	h.Publish(msg("room:1", 4))
+	got := s.waitFor(t, 4)
+	if !hasID(got[2], 3) || !hasID(got[3], 4) {
+		t.Fatalf("after Flush: %q", frameData(t, got))
+	}
+	h.Stop()
+	h.Flush() // after Stop: returns at once
+}

@@ -376,6 +376,27 @@ func (h *Hub) Publish(m *tidings.Message) {
 	s.mu.RUnlock()
 }
 
+// Flush writes, on every worker, what is queued now and what coalescing
+// (MinWriteInterval) keeps for a later write, turns coalescing off, and
+// returns when that is done. A drain calls it before closing connections,
+// so that nothing kept for a tick is lost with them.
+func (h *Hub) Flush() {
+	done := make(chan struct{}, len(h.workers))
+	for _, w := range h.workers {
+		w.mu.Lock()
+		if w.stopped { // Stop writes everything before the worker ends
+			w.mu.Unlock()
+			done <- struct{}{}
+			continue
+		}
+		w.mu.Unlock()
+		w.enqueue(job{flushed: done})
+	}
+	for range h.workers {
+		<-done
+	}
+}
+
 // Send queues raw wire bytes for one connection, in order with its other
 // deliveries (replies, pings and close frames use it).
 func (h *Hub) Send(c *Conn, b []byte) { c.w.enqueue(job{conn: c, raw: b}) }

@@ -16,6 +16,8 @@ type job struct {
 	raw     []byte
 	hold    string   // start holding this channel's frames for conn
 	release *release // deliver a replay, then the held frames
+
+	flushed chan<- struct{} // Flush: write what is kept for a tick, then signal
 }
 
 // worker owns a share of the connections: only it appends to their pending
@@ -135,8 +137,13 @@ func (w *worker) run() {
 // process appends every job's bytes to the pending frames of the
 // connections it concerns, then writes each touched connection once.
 func (w *worker) process(batch []job) {
+	var flushed []chan<- struct{}
 	for i := range batch {
 		j := &batch[i]
+		if j.flushed != nil {
+			flushed = append(flushed, j.flushed)
+			continue
+		}
 		if j.conn != nil {
 			switch {
 			case j.hold != "":
@@ -182,6 +189,13 @@ func (w *worker) process(batch []job) {
 	clear(w.touched)
 	w.touched = w.touched[:0]
 	w.h.deliveries.Add(n)
+	if flushed != nil {
+		w.tick()
+		w.interval = 0 // a drain: from here on, every write at once
+		for _, f := range flushed {
+			f <- struct{}{}
+		}
+	}
 }
 
 // write sends c's pending frames in one write and reports how many.

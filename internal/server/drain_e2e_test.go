@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/tidings/tidings/internal/config"
 )
 
 // On shutdown every WebSocket client is told to reconnect elsewhere:
@@ -21,5 +23,25 @@ func TestDrainClosesWith1012(t *testing.T) {
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart || !strings.HasPrefix(ce.Text, "service restart; reconnect in ") {
 		t.Fatalf("got %v, want close 1012 with a reconnect hint", err)
+	}
+}
+
+// A notification that coalescing (min_write_interval) keeps for a later
+// write is written before the drain's close, not lost with the connection.
+func TestDrainWritesWhatCoalescingKeeps(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.MinWriteInterval = time.Second })
+	c := n.connect("alice")
+	c.call(map[string]any{"op": "ping"})
+	n.notify([]string{"alice"}, nil)
+	c.readJSON() // the first after the reply goes out at the next tick, at once
+	kept := n.notify([]string{"alice"}, nil)
+	go n.stop()
+	if data, _ := c.readJSON()["data"].(map[string]any); data["id"] != kept[0] {
+		t.Fatalf("before the close: %v, want notification %s", data, kept[0])
+	}
+	_, _, err := c.c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart {
+		t.Fatalf("got %v, want close 1012", err)
 	}
 }

@@ -276,6 +276,7 @@ func (s *Server) Run(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	jitter := func(d time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(d))) }
+	s.hub.Flush() // what coalescing keeps goes out before the closes
 	s.ws.Drain(5*time.Second, jitter)
 	s.sse.Drain(5*time.Second, jitter)
 	s.poll.Drain() // waiting polls answer now
