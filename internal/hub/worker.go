@@ -172,19 +172,24 @@ func (w *worker) process(batch []job) {
 		j.shard.mu.RUnlock()
 	}
 	var n uint64
-	var now int32
-	if w.interval > 0 {
-		now = w.h.clock()
-	}
-	for _, c := range w.touched {
-		switch {
-		case len(c.pending) == 0: // written already (listed twice)
-		case w.interval > 0 && !c.urgent && (c.later || c.wrote != 0 && c.wrote-w.lastTick >= 0):
-			w.keep(c)
-		default:
-			n += w.write(c, now)
+	if w.interval == 0 {
+		for _, c := range w.touched {
+			n += uint64(len(c.pending))
+			_ = c.sink.Write(c.pending) // a failed write closes the connection in the transport
+			c.sent()
 		}
-		c.urgent = false
+	} else {
+		now := w.h.clock()
+		for _, c := range w.touched {
+			switch {
+			case len(c.pending) == 0: // written already (listed twice)
+			case !c.urgent && (c.later || c.wrote != 0 && c.wrote-w.lastTick >= 0):
+				w.keep(c)
+			default:
+				n += w.write(c, now)
+			}
+			c.urgent = false
+		}
 	}
 	clear(w.touched)
 	w.touched = w.touched[:0]
@@ -198,18 +203,24 @@ func (w *worker) process(batch []job) {
 	}
 }
 
-// write sends c's pending frames in one write and reports how many.
+// write sends c's pending frames in one write, notes when, and reports
+// how many (coalescing).
 func (w *worker) write(c *Conn, now int32) uint64 {
 	n := uint64(len(c.pending))
 	_ = c.sink.Write(c.pending) // a failed write closes the connection in the transport
+	c.sent()
+	c.wrote = now
+	return n
+}
+
+// sent empties c's pending frames after their write.
+func (c *Conn) sent() {
 	clear(c.pending)
 	if cap(c.pending) > 4 {
 		c.pending = nil // a burst's list is not kept
 	} else {
 		c.pending = c.pending[:0] // at most 4 slots (96 bytes) kept
 	}
-	c.wrote = now
-	return n
 }
 
 // keep leaves c's pending frames for the next tick, starting the ticks
