@@ -5,9 +5,10 @@
 #   make build && scripts/loadbench.sh [scenario ...]
 #
 # Scenarios: idle idle-sse storm storm-sse broadcast1 broadcast1-sse
-# broadcast20 broadcast20-sse broadcast20-coalesced broadcast100 broadcast100-sse floor1 floor2
-# personal personal-sse personal-batch personal-25k. Default: all of them. RUNS (default
-# 3) runs of each; N (default 14000) connections; OUT (default
+# broadcast20 broadcast20-sse broadcast20-coalesced broadcast-2s-15k
+# broadcast100-15k broadcast100 broadcast100-sse floor1 floor2 personal
+# personal-sse personal-batch personal-25k. Default: all of them. RUNS
+# (default 3) runs of each; N (default 14000) connections; OUT (default
 # /tmp/tidings-loadbench.jsonl); BENCH_TMP (default /tmp) holds the
 # server's data directory (BENCH_TMP=/dev/shm: the store on tmpfs, where
 # fsync costs nothing). Loopback only; a long run: about 25 minutes for
@@ -100,6 +101,10 @@ scenario() {
 	broadcast20-sse) run broadcast20-sse broadcast "${pub[@]}" --n "$N" --channel bench:all --publishes 100 --rate 20 --transport sse ;;
 	# The same with publications coalesced: one write per connection per 400 ms.
 	broadcast20-coalesced) MIN_WRITE_INTERVAL=400ms run broadcast20-coalesced broadcast "${pub[@]}" --n "$N" --channel bench:all --publishes 100 --rate 20 ;;
+	# PRODUCT's broadcast rows as written: 15,000 subscribers, one broadcast
+	# every 2 s (latency) and 100/s (throughput).
+	broadcast-2s-15k) run broadcast-2s-15k broadcast "${pub[@]}" --n 15000 --channel bench:all --publishes 10 --rate 0.5 ;;
+	broadcast100-15k) run broadcast100-15k broadcast "${pub[@]}" --n 15000 --channel bench:all --publishes 300 --rate 100 ;;
 	broadcast100) run broadcast100 broadcast "${pub[@]}" --n "$N" --channel bench:all --publishes 300 --rate 100 ;;
 	broadcast100-sse) run broadcast100-sse broadcast "${pub[@]}" --n "$N" --channel bench:all --publishes 300 --rate 100 --transport sse ;;
 	# floor holds both ends of each connection: half the descriptors each.
@@ -116,7 +121,7 @@ scenario() {
 
 if [ $# -eq 0 ]; then
 	set -- idle idle-sse storm storm-sse floor1 floor2 broadcast1 broadcast1-sse broadcast20 broadcast20-sse broadcast20-coalesced \
-		broadcast100 broadcast100-sse personal personal-sse personal-batch personal-25k
+		broadcast-2s-15k broadcast100-15k broadcast100 broadcast100-sse personal personal-sse personal-batch personal-25k
 fi
 for s in "$@"; do scenario "$s"; done
 echo "results appended to $OUT" >&2
