@@ -41,6 +41,7 @@ browser-deps:
 # deadline as a failure (golang/go#75804, fixed in Go 1.27).
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeFrame$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/transport/ws
+	$(GO) test -run='^$$' -fuzz='^FuzzReadHead$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/transport/ws
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBodies$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/inbox
 	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZRUNS)x ./internal/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzWebhookAnswer$$' -fuzztime=$(FUZZRUNS)x ./internal/auth

@@ -73,6 +73,10 @@ func JSONEvent(m *tidings.Message) []byte {
 // server side of RFC 6455, section 5.2).
 func WSText(payload []byte) []byte { return wsFrame(0x1, payload) }
 
+// WSPong is a WebSocket pong frame answering a ping with payload (at most
+// 125 bytes, as a ping's).
+func WSPong(payload []byte) []byte { return wsFrame(0xA, payload) }
+
 // WSPing is a server ping control frame with an empty payload.
 var WSPing = []byte{0x80 | 0x9, 0}
 

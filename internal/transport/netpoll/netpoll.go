@@ -20,38 +20,27 @@ type probe struct {
 	got   chan struct{}
 }
 
-// Parse is how the HTTP engine hands a connection's bytes to its session
-// (and how Dispatch does); for a probe, any byte proves the loop runs.
+// Parse is how Dispatch hands a connection's bytes to its session; for a
+// probe, any byte proves the loop runs.
 func (p *probe) Parse([]byte) error {
-	p.data(nil, nil)
-	return nil
-}
-
-// UnderlayerConn and CloseAndClean complete the HTTP engine's session
-// interface; a probe has nothing to clean.
-func (p *probe) UnderlayerConn() net.Conn { return nil }
-
-// CloseAndClean is called when the probe connection closes.
-func (p *probe) CloseAndClean(error) {}
-
-// Parser is a connection session that takes the bytes the poller reads.
-type Parser interface{ Parse(data []byte) error }
-
-// Dispatch is an engine-level data handler that hands bytes to the
-// connection's session when it is a Parser (the probes of WaitStarted
-// included).
-func Dispatch(c *nbio.Conn, data []byte) {
-	if p, ok := c.Session().(Parser); ok {
-		_ = p.Parse(data)
-	}
-}
-
-func (p *probe) data(*nbio.Conn, []byte) {
 	if p.armed.Load() {
 		select {
 		case p.got <- struct{}{}:
 		default:
 		}
+	}
+	return nil
+}
+
+// Parser is a connection session that takes the bytes the poller reads.
+type Parser interface{ Parse(data []byte) error }
+
+// Dispatch is the engines' data handler: it hands bytes to the
+// connection's session when it is a Parser (the probes of WaitStarted
+// included). The transports' engines must install it.
+func Dispatch(c *nbio.Conn, data []byte) {
+	if p, ok := c.Session().(Parser); ok {
+		_ = p.Parse(data)
 	}
 }
 
@@ -132,7 +121,6 @@ func probeConn(e *nbio.Engine, ln net.Listener, client net.Conn, seen []bool, de
 	}
 	p := &probe{got: make(chan struct{}, 1)}
 	nbc.SetSession(p)
-	nbc.OnData(p.data) // the HTTP engine calls the connection's own handler
 	p.armed.Store(true)
 	if _, err := e.AddConn(nbc); err != nil {
 		return nil, err

@@ -1,14 +1,17 @@
 // Package ws is the WebSocket transport of Tidings (docs/PROTOCOL.md).
 //
-// The HTTP upgrade is answered by the standard net/http server; the
-// connection is then handed to an epoll poller (nbio), so an idle
-// connection costs no goroutine and no read buffer: reading happens on the
-// poller's goroutines, frames are handled on a shared pool with per
-// connection ordering, and writes go through the hub's workers.
+// The HTTP upgrade is answered here (on the standard net/http server or
+// its fast path); the connection is then handed to an epoll poller (nbio),
+// so an idle connection costs no goroutine and no read buffer: frames are
+// read on the poller's goroutines (reader.go), a connection's messages
+// are handled in order by a goroutine that lives only while it has some,
+// and writes go through the hub's workers.
 package ws
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -21,8 +24,6 @@ import (
 	"time"
 
 	"github.com/lesismal/nbio"
-	"github.com/lesismal/nbio/nbhttp"
-	"github.com/lesismal/nbio/nbhttp/websocket"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/internal/hub"
@@ -51,17 +52,15 @@ type Options struct {
 	Logger        *slog.Logger
 }
 
-var errNotOnPoller = errors.New("websocket connection not on the poller")
+var errBinary = tidings.Errorf(tidings.CodeBadRequest, "bad frame: only text frames are accepted")
 
 // Server upgrades requests and serves WebSocket connections.
 type Server struct {
 	opt      Options
-	engine   *nbhttp.Engine
-	upgrader *websocket.Upgrader
+	engine   *nbio.Engine
 	log      *slog.Logger
 	count    atomic.Int64
 	draining atomic.Bool
-	gate     gate
 }
 
 // New makes a server; Start starts its poller.
@@ -80,34 +79,19 @@ func New(opt Options) *Server {
 	}
 	s := &Server{opt: opt, log: opt.Logger}
 	installLogger(opt.Logger)
-	s.engine = nbhttp.NewEngine(nbhttp.Config{
-		Name:                    "tidings-ws",
-		NPoller:                 runtime.GOMAXPROCS(0),
-		ReleaseWebsocketPayload: true,
-		MaxWriteBufferSize:      opt.MaxWriteBytes,
+	// No read deadline per connection: the hub's sweep closes connections
+	// silent past idle_timeout.
+	s.engine = nbio.NewEngine(nbio.Config{
+		Name:               "tidings-ws",
+		NPoller:            runtime.GOMAXPROCS(0),
+		MaxWriteBufferSize: opt.MaxWriteBytes,
 	})
-	u := websocket.NewUpgrader()
-	u.Engine = s.engine
-	u.MessageLengthLimit = opt.MaxFrameBytes
-	// No read deadline per connection (the library's default is 120 s, a
-	// timer per connection reset on every frame): the hub's sweep closes
-	// connections silent past idle_timeout, whatever it is set to.
-	u.KeepaliveTime = 0
-	u.CheckOrigin = func(*http.Request) bool { return true } // checked before Upgrade, with a JSON answer
-	u.OnMessage(s.onMessage)
-	u.OnClose(s.onClose)
-	u.SetPingHandler(func(c *websocket.Conn, data string) {
-		if ss := s.gate.session(c); ss != nil {
-			ss.hc.Touch()
-		}
-		_ = c.WriteMessage(websocket.PongMessage, []byte(data))
-	})
-	u.SetPongHandler(func(c *websocket.Conn, _ string) {
-		if ss := s.gate.session(c); ss != nil {
-			ss.hc.Touch()
+	s.engine.OnData(netpoll.Dispatch)
+	s.engine.OnClose(func(c *nbio.Conn, _ error) {
+		if ss, ok := c.Session().(*session); ok {
+			ss.finish()
 		}
 	})
-	s.upgrader = u
 	return s
 }
 
@@ -120,7 +104,7 @@ func (s *Server) Start() error {
 	if err := s.engine.Start(); err != nil {
 		return err
 	}
-	if err := netpoll.WaitStarted(s.engine.Engine, 5*time.Second); err != nil {
+	if err := netpoll.WaitStarted(s.engine, 5*time.Second); err != nil {
 		s.log.Warn("websocket: could not check that the poller runs; stopping right away may hang", "err", err)
 	}
 	return nil
@@ -167,41 +151,104 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		id = &ident
 	}
-	var wsc *websocket.Conn
-	nbc, err := netpoll.Transfer(func() (*nbio.Conn, error) {
-		var err error
-		if wsc, err = s.upgrader.UpgradeAndTransferConnToPoller(w, r, nil); err != nil {
-			return nil, err
+	accept, herr := handshake(r)
+	if herr != nil {
+		if errors.Is(herr, errVersion) {
+			w.Header().Set("Sec-WebSocket-Version", "13")
 		}
-		if nbc, ok := wsc.Conn.(*nbio.Conn); ok {
-			return nbc, nil
-		}
-		_ = wsc.Close()
-		return nil, errNotOnPoller
-	})
-	if errors.Is(err, errNotOnPoller) {
-		s.log.Error(err.Error(), "remote", r.RemoteAddr)
+		tidings.WriteHTTPError(w, herr)
 		return
 	}
+	nbc, early, err := s.hijack(w, r, accept)
 	if err != nil {
-		s.log.Debug("websocket upgrade failed", "err", err, "remote", r.RemoteAddr)
 		return
 	}
-	ss := &session{s: s, wsc: wsc, nbc: nbc}
+	ss := &session{s: s, nbc: nbc}
 	ss.hc = s.opt.Hub.Attach(hub.KindWS, ss)
 	s.count.Add(1)
-	// Bind before the session is visible to frame handlers: a frame sent
+	nbc.SetSession(ss)
+	if len(early) > 0 { // frames sent right behind the upgrade request
+		_ = ss.Parse(early)
+	}
+	ss.ready.Store(true)
+	if _, err := s.engine.AddConn(nbc); err != nil {
+		s.log.Warn("websocket: poller refused the connection", "err", err, "remote", r.RemoteAddr)
+		_ = nbc.Close()
+		ss.finish()
+		return
+	}
+	// Bind before the connection's messages are handled: a frame sent
 	// right after the 101 then finds the connection authenticated.
 	var bindErr error
 	if id != nil {
 		bindErr = ss.bind(*id, since)
 	}
-	wsc.SetSession(ss)
-	s.gate.open(wsc)
+	ss.start()
 	if bindErr != nil {
 		ss.send(errReply(nil, bindErr))
 		ss.Close(1008, tidings.ErrorOf(bindErr).Msg)
 	}
+}
+
+// errVersion is the answer to an upgrade of another protocol version.
+var errVersion = tidings.Errorf(tidings.CodeBadRequest, "unsupported WebSocket version; this server speaks 13")
+
+// handshake checks the upgrade request's WebSocket headers (RFC 6455,
+// 4.2.1) and returns the Sec-WebSocket-Accept of its key. No subprotocol
+// and no extension is taken.
+func handshake(r *http.Request) (string, error) {
+	if r.Method != http.MethodGet {
+		return "", tidings.Errorf(tidings.CodeBadRequest, "a WebSocket upgrade is a GET")
+	}
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		return "", errVersion
+	}
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if k, err := base64.StdEncoding.DecodeString(key); err != nil || len(k) != 16 {
+		return "", tidings.Errorf(tidings.CodeBadRequest, "Sec-WebSocket-Key is not 16 bytes in base64")
+	}
+	h := sha1.New()
+	h.Write([]byte(key))
+	h.Write([]byte("258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
+}
+
+// hijack takes the connection from the HTTP server, answers 101 and moves
+// it onto an nbio connection (the socket is duplicated and the original
+// closed). early is what the HTTP server had read past the request: frames
+// the client sent without waiting for the answer.
+func (s *Server) hijack(w http.ResponseWriter, r *http.Request, accept string) (nbc *nbio.Conn, early []byte, err error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		err = errors.New("the response writer cannot be hijacked")
+		s.log.Error("websocket: "+err.Error(), "remote", r.RemoteAddr)
+		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeInternal, "WebSocket is not available on this connection"))
+		return nil, nil, err
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		s.log.Error("websocket: hijack", "err", err, "remote", r.RemoteAddr)
+		return nil, nil, err
+	}
+	if brw != nil && brw.Reader.Buffered() > 0 {
+		early, _ = brw.Reader.Peek(brw.Reader.Buffered())
+		early = append([]byte(nil), early...)
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err = conn.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n\r\n")); err != nil {
+		s.log.Debug("websocket upgrade failed", "err", err, "remote", r.RemoteAddr)
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	_ = conn.SetWriteDeadline(time.Time{})
+	nbc, err = netpoll.Transfer(func() (*nbio.Conn, error) { return nbio.NBConn(conn) })
+	if err != nil { // not a plain socket (TLS terminated in process, for one)
+		s.log.Error("websocket: connection cannot be moved to the poller", "err", err, "remote", r.RemoteAddr)
+		_, _ = conn.Write(hub.WSClose(1011, "WebSocket is not available on this connection"))
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	return nbc, early, nil
 }
 
 func (s *Server) token(r *http.Request) string {
@@ -211,27 +258,21 @@ func (s *Server) token(r *http.Request) string {
 	return s.opt.Token(r)
 }
 
-func (s *Server) onClose(c *websocket.Conn, _ error) {
-	ss := s.gate.session(c)
-	if ss == nil {
-		return
-	}
+// finish detaches a closed connection from the hub, once.
+func (ss *session) finish() {
+	ss.ready.Load() // the poller's close: orders ServeHTTP's setup first (see ready)
 	ss.closeOnce.Do(func() {
-		s.opt.Hub.Detach(ss.hc)
-		s.count.Add(-1)
+		ss.qmu.Lock()
+		ss.ended = true
+		ss.queue = nil
+		ss.qmu.Unlock()
+		ss.s.opt.Hub.Detach(ss.hc)
+		ss.s.count.Add(-1)
 	})
 }
 
-func (s *Server) onMessage(c *websocket.Conn, mt websocket.MessageType, data []byte) {
-	ss := s.gate.session(c)
-	if ss == nil {
-		return
-	}
-	ss.hc.Touch()
-	if mt != websocket.TextMessage {
-		ss.send(errReply(nil, tidings.Errorf(tidings.CodeBadRequest, "bad frame: only text frames are accepted")))
-		return
-	}
+// onMessage handles one text message, on the connection's executor.
+func (s *Server) onMessage(ss *session, data []byte) {
 	f, err := DecodeFrame(data)
 	if err != nil {
 		ss.send(errReply(f.Ref, err))
@@ -263,14 +304,86 @@ func (s *Server) Drain(spread time.Duration, jitter func(time.Duration) time.Dur
 // session is one WebSocket connection's state.
 type session struct {
 	s   *Server
-	wsc *websocket.Conn
 	nbc *nbio.Conn
 	hc  *hub.Conn
 
 	mu sync.Mutex
 	id *tidings.Identity // nil until authenticated
 
+	// Reading, owned by the poller (reader.go).
+	rbuf   []byte // an incomplete frame's bytes; nil when none
+	frag   []byte // a fragmented message so far; nil when none
+	fragOp byte
+	failed bool // closed for a protocol error or the client's close
+	// ready is stored once ServeHTTP has set the session up, before the
+	// poller may read: its load in Parse orders those writes before the
+	// poller's reads for the memory model (the poller learns of the
+	// connection through epoll, which the race detector does not see).
+	ready atomic.Bool
+
+	// The executor: messages waiting, and whether a goroutine runs them.
+	qmu     sync.Mutex
+	queue   [][]byte
+	running bool
+	started bool // ServeHTTP is done setting the connection up
+	ended   bool
+
 	closeOnce sync.Once
+}
+
+// maxQueued bounds the messages of one connection waiting for their
+// answer; a client that sends faster than its ops are answered is closed.
+const maxQueued = 1024
+
+// enqueue queues a message for the executor and starts it when idle; it
+// reports false when too many are waiting.
+func (ss *session) enqueue(msg []byte) bool {
+	ss.qmu.Lock()
+	defer ss.qmu.Unlock()
+	if ss.ended {
+		return true
+	}
+	if len(ss.queue) >= maxQueued {
+		return false
+	}
+	ss.queue = append(ss.queue, msg)
+	ss.kick()
+	return true
+}
+
+// start lets the executor run, once ServeHTTP has set the connection up.
+func (ss *session) start() {
+	ss.qmu.Lock()
+	ss.started = true
+	ss.kick()
+	ss.qmu.Unlock()
+}
+
+// kick starts the executor goroutine when there is work and none runs;
+// ss.qmu is held.
+func (ss *session) kick() {
+	if ss.started && !ss.running && len(ss.queue) > 0 {
+		ss.running = true
+		go ss.run()
+	}
+}
+
+// run handles the queued messages in order, and ends when there are none.
+func (ss *session) run() {
+	for {
+		ss.qmu.Lock()
+		if len(ss.queue) == 0 || ss.ended {
+			ss.running = false
+			ss.queue = nil
+			ss.qmu.Unlock()
+			return
+		}
+		msg := ss.queue[0]
+		ss.queue[0] = nil
+		ss.queue = ss.queue[1:]
+		ss.qmu.Unlock()
+		ss.s.onMessage(ss, msg)
+	}
 }
 
 // Write implements hub.Sink: several frames, one vectored write. nbio
@@ -288,7 +401,7 @@ func (ss *session) Write(bufs [][]byte) error {
 // Close implements hub.Sink.
 func (ss *session) Close(code int, reason string) {
 	_, _ = ss.nbc.Write(hub.WSClose(code, reason))
-	_ = ss.wsc.Close()
+	_ = ss.nbc.Close()
 }
 
 // send queues a reply behind whatever the hub is delivering to this

@@ -1,0 +1,124 @@
+package ws
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+// head encodes a client frame header: fin, opcode, a 7-, 16- or 64-bit
+// length as the size asks, and a mask.
+func head(fin bool, op byte, n uint64) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	b := []byte{b0}
+	switch {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n < 1<<16:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, n)
+	}
+	return append(b, 1, 2, 3, 4)
+}
+
+func TestReadHead(t *testing.T) {
+	const limit = 70000
+	ok := []struct {
+		in   []byte
+		op   byte
+		fin  bool
+		n    int
+		size int
+	}{
+		{head(true, opText, 0), opText, true, 0, 6},
+		{head(true, opText, 125), opText, true, 125, 6},
+		{head(false, opBinary, 126), opBinary, false, 126, 8},
+		{head(true, opContinuation, 65535), opContinuation, true, 65535, 8},
+		{head(true, opText, 65536), opText, true, 65536, 14},
+		{head(true, opPing, 125), opPing, true, 125, 6},
+		{head(true, opClose, 2), opClose, true, 2, 6},
+	}
+	for _, c := range ok {
+		for k := range len(c.in) { // every prefix: wait for more
+			if _, got, err := readHead(c.in[:k], limit); got || err != nil {
+				t.Fatalf("%x[:%d]: ok %v err %v, want to wait for more", c.in, k, got, err)
+			}
+		}
+		h, got, err := readHead(append(c.in, 'x'), limit)
+		if !got || err != nil || h.op != c.op || h.fin != c.fin || h.n != c.n || h.size != c.size || h.mask != [4]byte{1, 2, 3, 4} {
+			t.Fatalf("%x: %+v ok %v err %v", c.in, h, got, err)
+		}
+	}
+	bad := []struct {
+		in   []byte
+		code int
+	}{
+		{append([]byte{0x80 | 0x40 | opText}, head(true, opText, 0)[1:]...), 1002}, // RSV1
+		{head(true, 0x3, 0), 1002},
+		{head(true, 0xB, 0), 1002},
+		{head(false, opPing, 0), 1002},
+		{head(true, opPong, 126), 1002},
+		{[]byte{0x80 | opText, 5}, 1002}, // not masked
+		{head(true, opText, 1<<63), 1002},
+		{head(true, opText, limit+1), 1009},
+		{head(true, opText, 1<<40), 1009},
+	}
+	for _, c := range bad {
+		if _, _, err := readHead(c.in, limit); err == nil || err.code != c.code {
+			t.Fatalf("%x: err %v, want close %d", c.in, err, c.code)
+		}
+	}
+}
+
+func TestUnmask(t *testing.T) {
+	p := []byte("Hello, masked world")
+	m := [4]byte{0x37, 0xfa, 0x21, 0x3d}
+	q := bytes.Clone(p)
+	unmask(q, m)
+	unmask(q, m)
+	if !bytes.Equal(p, q) {
+		t.Fatalf("%q", q)
+	}
+}
+
+// FuzzReadHead holds the header parser to what Parse relies on: a header
+// it accepts fits in the bytes it was given and under the limit, every
+// shorter prefix asks for more (never a different answer), and more bytes
+// after it change nothing.
+func FuzzReadHead(f *testing.F) {
+	f.Add(head(true, opText, 5), uint32(100))
+	f.Add(head(true, opText, 300), uint32(1000))
+	f.Add(head(true, opBinary, 70000), uint32(100000))
+	f.Add(head(false, opContinuation, 0), uint32(0))
+	f.Add([]byte{0x88, 0x82, 0, 0, 0, 0, 3, 0xe8}, uint32(10))
+	f.Fuzz(func(t *testing.T, b []byte, limit uint32) {
+		lim := int(limit % (1 << 24))
+		h, ok, err := readHead(b, lim)
+		if err != nil {
+			if err.code != 1002 && err.code != 1009 {
+				t.Fatalf("close code %d", err.code)
+			}
+			return
+		}
+		if !ok {
+			return
+		}
+		if h.size > len(b) || h.n < 0 || h.n > lim || (h.op >= opClose && h.n > 125) {
+			t.Fatalf("%+v from %d bytes, limit %d", h, len(b), lim)
+		}
+		for k := range h.size {
+			if _, got, e := readHead(b[:k], lim); got || e != nil {
+				t.Fatalf("prefix of %d: ok %v err %v", k, got, e)
+			}
+		}
+		h2, ok2, err2 := readHead(append(b[:h.size:h.size], 0xff, 0xff), lim)
+		if !ok2 || err2 != nil || h2 != h {
+			t.Fatalf("with more bytes: %+v %v %v, was %+v", h2, ok2, err2, h)
+		}
+	})
+}
