@@ -230,17 +230,23 @@ func TestWSProtocolErrors(t *testing.T) {
 		})
 	}
 	t.Run("binary", func(t *testing.T) {
+		// Answered in its turn: between the replies of the messages
+		// around it.
 		r := n.dialRaw(t, "alice", nil)
-		if _, err := r.c.Write(frame(true, 0x2, []byte(`{"op":"ping"}`), true)); err != nil {
+		var b []byte
+		b = append(b, text(`{"op":"ping","ref":1}`)...)
+		b = append(b, frame(true, 0x2, []byte(`{"op":"ping"}`), true)...)
+		b = append(b, text(`{"op":"ping","ref":3}`)...)
+		if _, err := r.c.Write(b); err != nil {
 			t.Fatal(err)
+		}
+		if m := r.readJSON(); m["op"] != "pong" || m["ref"] != 1.0 {
+			t.Fatalf("before the binary message: %v", m)
 		}
 		if m := r.readJSON(); m["code"] != 2.0 || !strings.Contains(m["msg"].(string), "only text frames") {
 			t.Fatalf("binary message: %v", m)
 		}
-		if _, err := r.c.Write(text(`{"op":"ping","ref":3}`)); err != nil {
-			t.Fatal(err)
-		}
-		if m := r.readJSON(); m["op"] != "pong" {
+		if m := r.readJSON(); m["op"] != "pong" || m["ref"] != 3.0 {
 			t.Fatalf("after the binary message: %v", m)
 		}
 	})

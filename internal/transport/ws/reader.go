@@ -202,14 +202,10 @@ func (ss *session) frame(h frameHead, p []byte, limit int) *closeError {
 // message takes a whole message it owns.
 func (ss *session) message(op byte, msg []byte) *closeError {
 	ss.hc.Touch()
-	if op == opBinary {
-		ss.send(errReply(nil, errBinary))
-		return nil
-	}
-	if !utf8.Valid(msg) {
+	if op == opText && !utf8.Valid(msg) {
 		return &closeError{1007, "text message is not UTF-8"}
 	}
-	if !ss.enqueue(msg) {
+	if !ss.enqueue(queued{msg, op == opBinary}) {
 		return &closeError{1008, "too many frames waiting for their answer"}
 	}
 	return nil

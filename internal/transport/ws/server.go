@@ -271,9 +271,13 @@ func (ss *session) finish() {
 	})
 }
 
-// onMessage handles one text message, on the connection's executor.
-func (s *Server) onMessage(ss *session, data []byte) {
-	f, err := DecodeFrame(data)
+// onMessage handles one client message, on the connection's executor.
+func (s *Server) onMessage(ss *session, m queued) {
+	if m.binary {
+		ss.send(errReply(nil, errBinary))
+		return
+	}
+	f, err := DecodeFrame(m.msg)
 	if err != nil {
 		ss.send(errReply(f.Ref, err))
 		return
@@ -323,12 +327,19 @@ type session struct {
 
 	// The executor: messages waiting, and whether a goroutine runs them.
 	qmu     sync.Mutex
-	queue   [][]byte
+	queue   []queued
 	running bool
 	started bool // ServeHTTP is done setting the connection up
 	ended   bool
 
 	closeOnce sync.Once
+}
+
+// queued is a client message waiting for the executor; a binary one is
+// answered with an error, in its turn.
+type queued struct {
+	msg    []byte
+	binary bool
 }
 
 // maxQueued bounds the messages of one connection waiting for their
@@ -337,7 +348,7 @@ const maxQueued = 1024
 
 // enqueue queues a message for the executor and starts it when idle; it
 // reports false when too many are waiting.
-func (ss *session) enqueue(msg []byte) bool {
+func (ss *session) enqueue(m queued) bool {
 	ss.qmu.Lock()
 	defer ss.qmu.Unlock()
 	if ss.ended {
@@ -346,7 +357,7 @@ func (ss *session) enqueue(msg []byte) bool {
 	if len(ss.queue) >= maxQueued {
 		return false
 	}
-	ss.queue = append(ss.queue, msg)
+	ss.queue = append(ss.queue, m)
 	ss.kick()
 	return true
 }
@@ -378,11 +389,11 @@ func (ss *session) run() {
 			ss.qmu.Unlock()
 			return
 		}
-		msg := ss.queue[0]
-		ss.queue[0] = nil
+		m := ss.queue[0]
+		ss.queue[0] = queued{}
 		ss.queue = ss.queue[1:]
 		ss.qmu.Unlock()
-		ss.s.onMessage(ss, msg)
+		ss.s.onMessage(ss, m)
 	}
 }
 
