@@ -187,14 +187,45 @@ func TestWSFragmentsAndControlFramesOneByteAtATime(t *testing.T) {
 }
 
 // Frames sent in the same packet as the upgrade request are read (the
-// HTTP server had them buffered).
+// HTTP server had them buffered), a ping among them answered although the
+// connection was not on the poller yet.
 func TestWSFramesRightBehindTheUpgrade(t *testing.T) {
 	n := startNode(t)
-	r := n.dialRaw(t, "alice", append(text(`{"op":"ping","ref":1}`), text(`{"op":"ping","ref":2}`)...))
+	var early []byte
+	early = append(early, frame(true, 0x9, []byte("early"), true)...)
+	early = append(early, text(`{"op":"ping","ref":1}`)...)
+	early = append(early, text(`{"op":"ping","ref":2}`)...)
+	r := n.dialRaw(t, "alice", early)
+	if op, p := r.read(); op != 0xA || string(p) != "early" {
+		t.Fatalf("got %#x %q, want the pong of the early ping", op, p)
+	}
 	for ref := 1.0; ref <= 2; ref++ {
 		if m := r.readJSON(); m["op"] != "pong" || m["ref"] != ref {
 			t.Fatalf("reply %v, want pong %v", m, ref)
 		}
+	}
+}
+
+// A protocol error in the frames right behind the upgrade closes the
+// connection, and the server forgets it (nothing left counted).
+func TestWSBadFrameRightBehindTheUpgrade(t *testing.T) {
+	n := startNode(t)
+	r := n.dialRaw(t, "alice", frame(true, 0x1, []byte(`{"op":"ping"}`), false))
+	r.expectClose(1002)
+	var stats struct{ Connections struct{ Total, WS int } }
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, out := n.do("GET", "/v1/admin/stats", testAdmin, nil)
+		if err := json.Unmarshal(out, &stats); st != 200 || err != nil {
+			t.Fatalf("stats: %d %s", st, out)
+		}
+		if stats.Connections.WS == 0 && stats.Connections.Total == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still counted: %s", out)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

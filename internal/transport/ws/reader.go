@@ -168,7 +168,7 @@ func (ss *session) frame(h frameHead, p []byte, limit int) *closeError {
 	switch h.op {
 	case opPing:
 		ss.hc.Touch()
-		_, _ = ss.nbc.Write(hub.WSPong(p))
+		_ = ss.Write([][]byte{hub.WSPong(p)})
 	case opPong:
 		ss.hc.Touch()
 	case opClose:

@@ -131,6 +131,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeForbidden, "origin not allowed"))
 		return
 	}
+	accept, herr := handshake(r)
+	if herr != nil {
+		if errors.Is(herr, errVersion) {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		tidings.WriteHTTPError(w, herr)
+		return
+	}
 	var since *int64
 	// Most upgrades carry no since: skip parsing the query a second time.
 	if !strings.Contains(r.URL.RawQuery, "since") {
@@ -151,19 +159,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		id = &ident
 	}
-	accept, herr := handshake(r)
-	if herr != nil {
-		if errors.Is(herr, errVersion) {
-			w.Header().Set("Sec-WebSocket-Version", "13")
-		}
-		tidings.WriteHTTPError(w, herr)
-		return
-	}
 	nbc, early, err := s.hijack(w, r, accept)
 	if err != nil {
 		return
 	}
 	ss := &session{s: s, nbc: nbc}
+	pre := &preWrites{}
+	ss.pre.Store(pre)
 	ss.hc = s.opt.Hub.Attach(hub.KindWS, ss)
 	s.count.Add(1)
 	nbc.SetSession(ss)
@@ -173,10 +175,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ss.ready.Store(true)
 	if _, err := s.engine.AddConn(nbc); err != nil {
 		s.log.Warn("websocket: poller refused the connection", "err", err, "remote", r.RemoteAddr)
-		_ = nbc.Close()
+		_ = nbc.Close() // not on the poller: no close callback
 		ss.finish()
 		return
 	}
+	pre.flush(ss)
 	// Bind before the connection's messages are handled: a frame sent
 	// right after the 101 then finds the connection authenticated.
 	var bindErr error
@@ -319,6 +322,9 @@ type session struct {
 	frag   []byte // a fragmented message so far; nil when none
 	fragOp byte
 	failed bool // closed for a protocol error or the client's close
+	// pre holds what is written before the connection is on the poller
+	// (nbio cannot write to it before); nil from then on.
+	pre atomic.Pointer[preWrites]
 	// ready is stored once ServeHTTP has set the session up, before the
 	// poller may read: its load in Parse orders those writes before the
 	// poller's reads for the memory model (the poller learns of the
@@ -397,10 +403,55 @@ func (ss *session) run() {
 	}
 }
 
+// preWrites keeps the writes and the close asked for while ServeHTTP sets
+// the connection up: a ping or a close in the frames right behind the
+// upgrade, a sweep's ping, a drain's close. nbio writes to a connection
+// only once it is on the poller.
+type preWrites struct {
+	mu    sync.Mutex
+	bufs  [][]byte
+	close *closeError
+	done  bool
+}
+
+// hold keeps bufs (close: a close with its code) and reports true, or
+// reports false once the connection is on the poller.
+func (p *preWrites) hold(bufs [][]byte, close *closeError) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return false
+	}
+	if p.close != nil {
+		return true // nothing after a close
+	}
+	p.bufs = append(p.bufs, bufs...)
+	p.close = close
+	return true
+}
+
+// flush writes what was kept, in order, now that the connection is on the
+// poller; writes from here on go straight to it.
+func (p *preWrites) flush(ss *session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = true
+	ss.pre.Store(nil)
+	if len(p.bufs) > 0 {
+		_, _ = ss.nbc.Writev(p.bufs)
+	}
+	if p.close != nil {
+		ss.Close(p.close.code, p.close.reason)
+	}
+}
+
 // Write implements hub.Sink: several frames, one vectored write. nbio
 // buffers what the socket does not take and closes the peer past
 // MaxWriteBytes.
 func (ss *session) Write(bufs [][]byte) error {
+	if p := ss.pre.Load(); p != nil && p.hold(bufs, nil) {
+		return nil
+	}
 	if len(bufs) == 1 {
 		_, err := ss.nbc.Write(bufs[0])
 		return err
@@ -411,6 +462,9 @@ func (ss *session) Write(bufs [][]byte) error {
 
 // Close implements hub.Sink.
 func (ss *session) Close(code int, reason string) {
+	if p := ss.pre.Load(); p != nil && p.hold(nil, &closeError{code, reason}) {
+		return
+	}
 	_, _ = ss.nbc.Write(hub.WSClose(code, reason))
 	_ = ss.nbc.Close()
 }
