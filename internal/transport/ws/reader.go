@@ -94,7 +94,7 @@ func readHead(b []byte, limit int) (h frameHead, ok bool, err *closeError) {
 	if h.op >= opClose && n > 125 {
 		return h, false, protocolError("control frame over 125 bytes")
 	}
-	if n > uint64(limit) {
+	if h.op < opClose && n > uint64(limit) { // control frames: 125 bytes, whatever the limit
 		return h, false, errTooBig
 	}
 	if len(b) < i+4 {

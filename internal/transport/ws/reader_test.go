@@ -43,6 +43,11 @@ func TestReadHead(t *testing.T) {
 		{head(true, opPing, 125), opPing, true, 125, 6},
 		{head(true, opClose, 2), opClose, true, 2, 6},
 	}
+	// A ping of 125 bytes passes a limit below that: the limit is for
+	// messages.
+	if h, ok, err := readHead(head(true, opPing, 125), 10); !ok || err != nil || h.n != 125 {
+		t.Fatalf("ping under a 10-byte limit: %+v %v %v", h, ok, err)
+	}
 	for _, c := range ok {
 		for k := range len(c.in) { // every prefix: wait for more
 			if _, got, err := readHead(c.in[:k], limit); got || err != nil {
@@ -108,7 +113,7 @@ func FuzzReadHead(f *testing.F) {
 		if !ok {
 			return
 		}
-		if h.size > len(b) || h.n < 0 || h.n > lim || (h.op >= opClose && h.n > 125) {
+		if h.size > len(b) || h.n < 0 || (h.op < opClose && h.n > lim) || (h.op >= opClose && h.n > 125) {
 			t.Fatalf("%+v from %d bytes, limit %d", h, len(b), lim)
 		}
 		for k := range h.size {
