@@ -128,16 +128,15 @@ func (ss *session) Parse(data []byte) error {
 	limit := ss.s.opt.MaxFrameBytes
 	for len(data) > 0 {
 		h, ok, cerr := readHead(data, limit)
-		if cerr == nil && ok && len(data) < h.size+h.n {
-			ok = false
-		}
-		if cerr == nil && ok {
+		if cerr == nil {
+			if !ok || len(data) < h.size+h.n {
+				break // the rest of the frame comes later
+			}
 			p := data[h.size : h.size+h.n]
 			unmask(p, h.mask)
 			data = data[h.size+h.n:]
-			cerr = ss.frame(h, p, limit)
-			if cerr == nil && ss.failed { // the client's close, answered
-				ss.rbuf, ss.frag = nil, nil
+			if cerr = ss.frame(h, p, limit); cerr == nil && ss.failed {
+				ss.rbuf, ss.frag = nil, nil // the client's close, answered
 				return nil
 			}
 		}
@@ -146,9 +145,6 @@ func (ss *session) Parse(data []byte) error {
 			ss.rbuf, ss.frag = nil, nil
 			ss.Close(cerr.code, cerr.reason)
 			return cerr
-		}
-		if !ok {
-			break
 		}
 	}
 	switch {
