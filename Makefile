@@ -42,6 +42,7 @@ browser-deps:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeFrame$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/transport/ws
 	$(GO) test -run='^$$' -fuzz='^FuzzReadHead$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/transport/ws
+	$(GO) test -run='^$$' -fuzz='^FuzzParseChunks$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/transport/ws
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBodies$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/inbox
 	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZRUNS)x ./internal/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzWebhookAnswer$$' -fuzztime=$(FUZZRUNS)x ./internal/auth

@@ -3,7 +3,11 @@ package ws
 import (
 	"bytes"
 	"encoding/binary"
+	"reflect"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/tidings/tidings/internal/hub"
 )
 
 // head encodes a client frame header: fin, opcode, a 7-, 16- or 64-bit
@@ -124,6 +128,78 @@ func FuzzReadHead(f *testing.F) {
 		h2, ok2, err2 := readHead(append(b[:h.size:h.size], 0xff, 0xff), lim)
 		if !ok2 || err2 != nil || h2 != h {
 			t.Fatalf("with more bytes: %+v %v %v, was %+v", h2, ok2, err2, h)
+		}
+	})
+}
+
+// parseOutcome is what Parse did with a connection's bytes: the messages
+// queued for the executor, the writes (pongs) and the close it asked for.
+type parseOutcome struct {
+	queued []queued
+	writes [][]byte
+	close  *closeError
+	failed bool
+	rbuf   int
+}
+
+// feed parses chunks, in order, on a session that is not on a poller
+// (its writes and close are kept) and whose executor never starts.
+func feed(limit int, chunks ...[]byte) parseOutcome {
+	h := hub.New(hub.Options{Workers: 1})
+	ss := &session{s: &Server{opt: Options{Hub: h, MaxFrameBytes: limit}}}
+	pre := &preWrites{}
+	ss.pre.Store(pre)
+	ss.hc = h.Attach(hub.KindWS, ss)
+	for _, c := range chunks {
+		_ = ss.Parse(bytes.Clone(c)) // the poller's buffer is its own
+	}
+	return parseOutcome{queued: ss.queue, writes: pre.bufs, close: pre.close, failed: ss.failed, rbuf: len(ss.rbuf)}
+}
+
+// FuzzParseChunks holds Parse to the same outcome however the bytes are
+// cut into reads: whole, one byte at a time, or at the fuzzer's cuts.
+func FuzzParseChunks(f *testing.F) {
+	mask := func(fin bool, op byte, p string) []byte {
+		b := head(fin, op, uint64(len(p)))
+		for i := range len(p) {
+			b = append(b, p[i]^byte(i%4+1))
+		}
+		return b
+	}
+	msg := append(mask(false, opText, `{"op":"pi`), mask(true, opPing, "x")...)
+	msg = append(msg, mask(true, opContinuation, `ng"}`)...)
+	f.Add(msg, []byte{3, 9, 1})
+	f.Add(append(mask(true, opBinary, "bin"), mask(true, opText, "ping")...), []byte{1})
+	f.Add(append(mask(true, opText, "\xff"), mask(true, opText, "after")...), []byte{2, 2})
+	f.Add(mask(true, opClose, "\x03\xe8bye"), []byte{4})
+	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'}, []byte{1}) // not masked
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		const limit = 64
+		whole := feed(limit, data)
+		var chunks [][]byte
+		rest := data
+		for _, c := range cuts {
+			k := int(c) % (len(rest) + 1)
+			chunks = append(chunks, rest[:k])
+			rest = rest[k:]
+		}
+		chunks = append(chunks, rest)
+		var single [][]byte
+		for i := range data {
+			single = append(single, data[i:i+1])
+		}
+		for name, got := range map[string]parseOutcome{"cut": feed(limit, chunks...), "byte by byte": feed(limit, single...)} {
+			if !reflect.DeepEqual(got, whole) {
+				t.Fatalf("%s: %+v\nwhole: %+v", name, got, whole)
+			}
+		}
+		for _, q := range whole.queued {
+			if !q.binary && !utf8.Valid(q.msg) {
+				t.Fatalf("queued text not UTF-8: %q", q.msg)
+			}
+			if len(q.msg) > limit {
+				t.Fatalf("queued message of %d bytes over the limit", len(q.msg))
+			}
 		}
 	})
 }
