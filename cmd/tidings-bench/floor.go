@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // floor: the kernel's price of one delivery on this machine, with no

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // fsync: the disk's price of one durable commit on this machine, with no

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command tidings-bench measures a running Tidings server from outside,
 // over loopback (docs/BENCHMARKS.md). Each scenario prints one JSON line,
 // then a table, and exits non-zero when the run failed.

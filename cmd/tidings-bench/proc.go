@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Figures read from /proc: a process's memory, threads, CPU time and open

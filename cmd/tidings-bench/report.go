@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Figures and their printing: one JSON line, then a table for people.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // The client side of RFC 6455, as little of it as the scenarios need: the
