@@ -15,11 +15,14 @@ build:
 
 test: check unit browser fuzz
 
-# Static checks: formatting and vet.
+# Static checks: formatting, and vet here and for the other systems a
+# contributor may build on.
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
+	GOOS=darwin $(GO) vet $(PKGS)
+	GOOS=windows $(GO) vet $(PKGS)
 
 # Every test, under the race detector, end-to-end ones included.
 unit:
