@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tidings/tidings/internal/hub"
 )
 
 func TestFrameMaskRoundTrip(t *testing.T) {
@@ -29,7 +31,7 @@ func TestFrameMaskRoundTrip(t *testing.T) {
 			payload[i] = byte(i*7 + 3)
 		}
 		key := [4]byte{0x12, 0x34, 0x56, 0x78}
-		f := maskedFrame(opText, payload, key)
+		f := maskedFrame(hub.OpcodeText, payload, key)
 		if f[0] != 0x81 {
 			t.Fatalf("n=%d: first byte %#x, want FIN|text", n, f[0])
 		}
@@ -42,7 +44,7 @@ func TestFrameMaskRoundTrip(t *testing.T) {
 		}
 		var got [][]byte
 		used, err := parseFrames(f, func(op byte, fin bool, p []byte) {
-			if op != opText || !fin {
+			if op != hub.OpcodeText || !fin {
 				t.Fatalf("n=%d: op %d fin %v", n, op, fin)
 			}
 			got = append(got, append([]byte(nil), p...))
@@ -88,18 +90,18 @@ func TestParseFramesSplit(t *testing.T) {
 	var stream []byte
 	want := []string{`{"result":true}`, "", string(bytes.Repeat([]byte("x"), 300)), `{"event":"tick"}`}
 	for _, w := range want {
-		stream = append(stream, serverFrame(opText, []byte(w))...)
+		stream = append(stream, serverFrame(hub.OpcodeText, []byte(w))...)
 	}
-	stream = append(stream, serverFrame(opPing, nil)...)
+	stream = append(stream, serverFrame(hub.OpcodePing, nil)...)
 	// Feed the stream cut at every point: frames come out whole, once.
 	for cut := 0; cut <= len(stream); cut++ {
 		var got []string
 		pings := 0
 		fn := func(op byte, fin bool, p []byte) {
 			switch op {
-			case opText:
+			case hub.OpcodeText:
 				got = append(got, string(p))
-			case opPing:
+			case hub.OpcodePing:
 				pings++
 			}
 		}
@@ -455,7 +457,7 @@ func TestFloorFrame(t *testing.T) {
 	f := floorFrame("bench:all", 16, 1795000000123456789)
 	var got []string
 	used, err := parseFrames(f, func(op byte, fin bool, p []byte) {
-		if op != opText || !fin {
+		if op != hub.OpcodeText || !fin {
 			t.Fatalf("op %d fin %v", op, fin)
 		}
 		got = append(got, string(p))
@@ -516,19 +518,19 @@ func TestDialAndRead(t *testing.T) {
 		}
 		// The answer and a first frame in one write.
 		_, _ = c.Write(append([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
-			serverFrame(opText, []byte(`{"result":true}`))...))
-		_, _ = c.Write(serverFrame(opPing, []byte("hi")))
+			serverFrame(hub.OpcodeText, []byte(`{"result":true}`))...))
+		_, _ = c.Write(serverFrame(hub.OpcodePing, []byte("hi")))
 		var hdr [8]byte // pong: 2 header bytes, 4 key bytes, 2 payload bytes
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			pong <- nil
 			return
 		}
 		pong <- hdr[:]
-		f := serverFrame(opText, []byte(`{"event":"tick","data":{"t":5,"n":0}}`))
+		f := serverFrame(hub.OpcodeText, []byte(`{"event":"tick","data":{"t":5,"n":0}}`))
 		_, _ = c.Write(f[:7])
 		time.Sleep(20 * time.Millisecond)
 		_, _ = c.Write(f[7:])
-		_, _ = c.Write(serverFrame(opClose, []byte{0x03, 0xe8, 'b', 'y', 'e'}))
+		_, _ = c.Write(serverFrame(hub.OpcodeClose, []byte{0x03, 0xe8, 'b', 'y', 'e'}))
 		time.Sleep(100 * time.Millisecond)
 	}()
 	u, _ := url.Parse("ws://" + ln.Addr().String() + "/v1/ws")
@@ -548,7 +550,7 @@ func TestDialAndRead(t *testing.T) {
 	}
 	select {
 	case p := <-pong:
-		if p == nil || p[0] != 0x80|opPong || p[1] != 0x80|2 {
+		if p == nil || p[0] != 0x80|hub.OpcodePong || p[1] != 0x80|2 {
 			t.Fatalf("pong frame % x", p)
 		}
 		payload := append([]byte(nil), p[6:8]...)

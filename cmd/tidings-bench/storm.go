@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tidings/tidings/internal/hub"
 )
 
 type stormResult struct {
@@ -96,7 +98,7 @@ func storm(cm *common, n int, settle time.Duration) (*stormResult, error) {
 	// (a WebSocket says so with a close frame; an SSE stream just closes).
 	// Nothing is published, so no SSE stream has an id to resume from: its
 	// reconnect is a plain GET, without Last-Event-ID.
-	bye := clientFrame(opClose, []byte{0x03, 0xe9}) // 1001 going away
+	bye := clientFrame(hub.OpcodeClose, []byte{0x03, 0xe9}) // 1001 going away
 	closedAt := time.Now()
 	for _, c := range first.conns {
 		if c != nil {

@@ -27,16 +27,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-)
 
-// Opcodes (RFC 6455, section 5.2).
-const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xA
+	"github.com/tidings/tidings/internal/hub"
 )
 
 // maxFramePayload bounds what the reader accepts from the server.
@@ -62,7 +54,7 @@ type wsConn struct {
 
 // sendText writes one masked text frame.
 func (c *wsConn) sendText(payload []byte) error {
-	_, err := c.Write(clientFrame(opText, payload))
+	_, err := c.Write(clientFrame(hub.OpcodeText, payload))
 	return err
 }
 
@@ -634,17 +626,17 @@ func (l *readLoop) frames(c *wsConn, data []byte, now int64) (int, error) {
 			return
 		}
 		switch op {
-		case opText:
+		case hub.OpcodeText:
 			if !fin {
 				l.r.badFrames.Add(1) // the server never fragments
 				return
 			}
 			l.h.text(c, p, nil, now)
-		case opPing:
+		case hub.OpcodePing:
 			l.r.pings.Add(1)
-			_, _ = c.Write(clientFrame(opPong, p))
-		case opPong:
-		case opClose:
+			_, _ = c.Write(clientFrame(hub.OpcodePong, p))
+		case hub.OpcodePong:
+		case hub.OpcodeClose:
 			how := "close frame"
 			if len(p) >= 2 {
 				how = fmt.Sprintf("close %d %q", binary.BigEndian.Uint16(p), p[2:])

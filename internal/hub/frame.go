@@ -69,16 +69,26 @@ func JSONEvent(m *tidings.Message) []byte {
 	return b
 }
 
+// WebSocket opcodes (RFC 6455, section 5.2).
+const (
+	OpcodeContinuation = 0x0
+	OpcodeText         = 0x1
+	OpcodeBinary       = 0x2
+	OpcodeClose        = 0x8
+	OpcodePing         = 0x9
+	OpcodePong         = 0xA
+)
+
 // WSText encodes payload as one unmasked, final WebSocket text frame (the
 // server side of RFC 6455, section 5.2).
-func WSText(payload []byte) []byte { return wsFrame(0x1, payload) }
+func WSText(payload []byte) []byte { return wsFrame(OpcodeText, payload) }
 
 // WSPong is a WebSocket pong frame answering a ping with payload (at most
 // 125 bytes, as a ping's).
-func WSPong(payload []byte) []byte { return wsFrame(0xA, payload) }
+func WSPong(payload []byte) []byte { return wsFrame(OpcodePong, payload) }
 
 // WSPing is a server ping control frame with an empty payload.
-var WSPing = []byte{0x80 | 0x9, 0}
+var WSPing = []byte{0x80 | OpcodePing, 0}
 
 // WSClose encodes a close control frame with a status code and a reason
 // (truncated to fit the 125-byte control frame limit).
@@ -89,7 +99,7 @@ func WSClose(code int, reason string) []byte {
 	p := make([]byte, 2+len(reason))
 	binary.BigEndian.PutUint16(p, uint16(code))
 	copy(p[2:], reason)
-	return wsFrame(0x8, p)
+	return wsFrame(OpcodeClose, p)
 }
 
 func wsFrame(opcode byte, payload []byte) []byte {

@@ -17,16 +17,6 @@ import (
 // for the session's executor (see enqueue), since its op may wait on the
 // store or a webhook.
 
-// Frame opcodes.
-const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xA
-)
-
 // frameHead is a parsed frame header.
 type frameHead struct {
 	fin  bool
@@ -64,8 +54,8 @@ func readHead(b []byte, limit int) (h frameHead, ok bool, err *closeError) {
 	h.fin = b[0]&0x80 != 0
 	h.op = b[0] & 0x0f
 	switch h.op {
-	case opContinuation, opText, opBinary:
-	case opClose, opPing, opPong:
+	case hub.OpcodeContinuation, hub.OpcodeText, hub.OpcodeBinary:
+	case hub.OpcodeClose, hub.OpcodePing, hub.OpcodePong:
 		if !h.fin {
 			return h, false, protocolError("fragmented control frame")
 		}
@@ -91,10 +81,10 @@ func readHead(b []byte, limit int) (h frameHead, ok bool, err *closeError) {
 			return h, false, protocolError("payload length out of range")
 		}
 	}
-	if h.op >= opClose && n > 125 {
+	if h.op >= hub.OpcodeClose && n > 125 {
 		return h, false, protocolError("control frame over 125 bytes")
 	}
-	if h.op < opClose && n > uint64(limit) { // control frames: 125 bytes, whatever the limit
+	if h.op < hub.OpcodeClose && n > uint64(limit) { // control frames: 125 bytes, whatever the limit
 		return h, false, errTooBig
 	}
 	if len(b) < i+4 {
@@ -162,14 +152,14 @@ func (ss *session) Parse(data []byte) error {
 // during the call.
 func (ss *session) frame(h frameHead, p []byte, limit int) *closeError {
 	switch h.op {
-	case opPing:
+	case hub.OpcodePing:
 		ss.hc.Touch()
 		_ = ss.Write([][]byte{hub.WSPong(p)})
-	case opPong:
+	case hub.OpcodePong:
 		ss.hc.Touch()
-	case opClose:
+	case hub.OpcodeClose:
 		return ss.closeFrame(p)
-	case opText, opBinary:
+	case hub.OpcodeText, hub.OpcodeBinary:
 		if ss.frag != nil {
 			return protocolError("new message inside a fragmented one")
 		}
@@ -178,7 +168,7 @@ func (ss *session) frame(h frameHead, p []byte, limit int) *closeError {
 		}
 		ss.fragOp = h.op
 		ss.frag = append(make([]byte, 0, len(p)), p...)
-	case opContinuation:
+	case hub.OpcodeContinuation:
 		if ss.frag == nil {
 			return protocolError("continuation of no message")
 		}
@@ -198,10 +188,10 @@ func (ss *session) frame(h frameHead, p []byte, limit int) *closeError {
 // message takes a whole message it owns.
 func (ss *session) message(op byte, msg []byte) *closeError {
 	ss.hc.Touch()
-	if op == opText && !utf8.Valid(msg) {
+	if op == hub.OpcodeText && !utf8.Valid(msg) {
 		return &closeError{1007, "text message is not UTF-8"}
 	}
-	if !ss.enqueue(queued{msg, op == opBinary}) {
+	if !ss.enqueue(queued{msg, op == hub.OpcodeBinary}) {
 		return &closeError{1008, "too many frames waiting for their answer"}
 	}
 	return nil

@@ -39,17 +39,17 @@ func TestReadHead(t *testing.T) {
 		n    int
 		size int
 	}{
-		{head(true, opText, 0), opText, true, 0, 6},
-		{head(true, opText, 125), opText, true, 125, 6},
-		{head(false, opBinary, 126), opBinary, false, 126, 8},
-		{head(true, opContinuation, 65535), opContinuation, true, 65535, 8},
-		{head(true, opText, 65536), opText, true, 65536, 14},
-		{head(true, opPing, 125), opPing, true, 125, 6},
-		{head(true, opClose, 2), opClose, true, 2, 6},
+		{head(true, hub.OpcodeText, 0), hub.OpcodeText, true, 0, 6},
+		{head(true, hub.OpcodeText, 125), hub.OpcodeText, true, 125, 6},
+		{head(false, hub.OpcodeBinary, 126), hub.OpcodeBinary, false, 126, 8},
+		{head(true, hub.OpcodeContinuation, 65535), hub.OpcodeContinuation, true, 65535, 8},
+		{head(true, hub.OpcodeText, 65536), hub.OpcodeText, true, 65536, 14},
+		{head(true, hub.OpcodePing, 125), hub.OpcodePing, true, 125, 6},
+		{head(true, hub.OpcodeClose, 2), hub.OpcodeClose, true, 2, 6},
 	}
 	// A ping of 125 bytes passes a limit below that: the limit is for
 	// messages.
-	if h, ok, err := readHead(head(true, opPing, 125), 10); !ok || err != nil || h.n != 125 {
+	if h, ok, err := readHead(head(true, hub.OpcodePing, 125), 10); !ok || err != nil || h.n != 125 {
 		t.Fatalf("ping under a 10-byte limit: %+v %v %v", h, ok, err)
 	}
 	for _, c := range ok {
@@ -67,15 +67,15 @@ func TestReadHead(t *testing.T) {
 		in   []byte
 		code int
 	}{
-		{append([]byte{0x80 | 0x40 | opText}, head(true, opText, 0)[1:]...), 1002}, // RSV1
+		{append([]byte{0x80 | 0x40 | hub.OpcodeText}, head(true, hub.OpcodeText, 0)[1:]...), 1002}, // RSV1
 		{head(true, 0x3, 0), 1002},
 		{head(true, 0xB, 0), 1002},
-		{head(false, opPing, 0), 1002},
-		{head(true, opPong, 126), 1002},
-		{[]byte{0x80 | opText, 5}, 1002}, // not masked
-		{head(true, opText, 1<<63), 1002},
-		{head(true, opText, limit+1), 1009},
-		{head(true, opText, 1<<40), 1009},
+		{head(false, hub.OpcodePing, 0), 1002},
+		{head(true, hub.OpcodePong, 126), 1002},
+		{[]byte{0x80 | hub.OpcodeText, 5}, 1002}, // not masked
+		{head(true, hub.OpcodeText, 1<<63), 1002},
+		{head(true, hub.OpcodeText, limit+1), 1009},
+		{head(true, hub.OpcodeText, 1<<40), 1009},
 	}
 	for _, c := range bad {
 		if _, _, err := readHead(c.in, limit); err == nil || err.code != c.code {
@@ -100,10 +100,10 @@ func TestUnmask(t *testing.T) {
 // shorter prefix asks for more (never a different answer), and more bytes
 // after it change nothing.
 func FuzzReadHead(f *testing.F) {
-	f.Add(head(true, opText, 5), uint32(100))
-	f.Add(head(true, opText, 300), uint32(1000))
-	f.Add(head(true, opBinary, 70000), uint32(100000))
-	f.Add(head(false, opContinuation, 0), uint32(0))
+	f.Add(head(true, hub.OpcodeText, 5), uint32(100))
+	f.Add(head(true, hub.OpcodeText, 300), uint32(1000))
+	f.Add(head(true, hub.OpcodeBinary, 70000), uint32(100000))
+	f.Add(head(false, hub.OpcodeContinuation, 0), uint32(0))
 	f.Add([]byte{0x88, 0x82, 0, 0, 0, 0, 3, 0xe8}, uint32(10))
 	f.Fuzz(func(t *testing.T, b []byte, limit uint32) {
 		lim := int(limit % (1 << 24))
@@ -117,7 +117,7 @@ func FuzzReadHead(f *testing.F) {
 		if !ok {
 			return
 		}
-		if h.size > len(b) || h.n < 0 || (h.op < opClose && h.n > lim) || (h.op >= opClose && h.n > 125) {
+		if h.size > len(b) || h.n < 0 || (h.op < hub.OpcodeClose && h.n > lim) || (h.op >= hub.OpcodeClose && h.n > 125) {
 			t.Fatalf("%+v from %d bytes, limit %d", h, len(b), lim)
 		}
 		for k := range h.size {
@@ -166,12 +166,12 @@ func FuzzParseChunks(f *testing.F) {
 		}
 		return b
 	}
-	msg := append(mask(false, opText, `{"op":"pi`), mask(true, opPing, "x")...)
-	msg = append(msg, mask(true, opContinuation, `ng"}`)...)
+	msg := append(mask(false, hub.OpcodeText, `{"op":"pi`), mask(true, hub.OpcodePing, "x")...)
+	msg = append(msg, mask(true, hub.OpcodeContinuation, `ng"}`)...)
 	f.Add(msg, []byte{3, 9, 1})
-	f.Add(append(mask(true, opBinary, "bin"), mask(true, opText, "ping")...), []byte{1})
-	f.Add(append(mask(true, opText, "\xff"), mask(true, opText, "after")...), []byte{2, 2})
-	f.Add(mask(true, opClose, "\x03\xe8bye"), []byte{4})
+	f.Add(append(mask(true, hub.OpcodeBinary, "bin"), mask(true, hub.OpcodeText, "ping")...), []byte{1})
+	f.Add(append(mask(true, hub.OpcodeText, "\xff"), mask(true, hub.OpcodeText, "after")...), []byte{2, 2})
+	f.Add(mask(true, hub.OpcodeClose, "\x03\xe8bye"), []byte{4})
 	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'}, []byte{1}) // not masked
 	f.Fuzz(func(t *testing.T, data, cuts []byte) {
 		const limit = 64
