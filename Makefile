@@ -2,6 +2,7 @@
 GO ?= go
 FUZZRUNS ?= 200000
 FUZZRUNS_FAST ?= 350000
+FUZZRUNS_SOCKET ?= 60000
 PKGS := ./...
 
 .PHONY: run build test check unit browser browser-deps fuzz bench clean
@@ -24,9 +25,11 @@ check:
 	GOOS=darwin $(GO) vet $(PKGS)
 	GOOS=windows $(GO) vet $(PKGS)
 
-# Every test, under the race detector, end-to-end ones included.
+# Every test, under the race detector, end-to-end ones included; then the
+# transports again on the portable poller (what other systems run).
 unit:
 	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -tags netpoll_portable ./internal/transport/... ./internal/server
 
 # The demo page in a real headless Chromium (Debian's chromium package,
 # driven by playwright-core); installs both when missing.
@@ -39,13 +42,14 @@ browser-deps:
 	cd web/test && npm ci --no-audit --no-fund
 
 # Each fuzz target for a bounded number of runs (decoders: frames, bodies,
-# tokens), sized to about 15 s each here. A count, not a duration: with
+# tokens), sized to about 15 s each here (FuzzParseChunks opens real
+# sockets: fewer runs). A count, not a duration: with
 # -fuzztime=<duration> Go 1.26's fuzzing coordinator can report its own
 # deadline as a failure (golang/go#75804, fixed in Go 1.27).
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeFrame$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/transport/ws
 	$(GO) test -run='^$$' -fuzz='^FuzzReadHead$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/transport/ws
-	$(GO) test -run='^$$' -fuzz='^FuzzParseChunks$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/transport/ws
+	$(GO) test -run='^$$' -fuzz='^FuzzParseChunks$$' -fuzztime=$(FUZZRUNS_SOCKET)x ./internal/transport/ws
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBodies$$' -fuzztime=$(FUZZRUNS_FAST)x ./internal/inbox
 	$(GO) test -run='^$$' -fuzz='^FuzzAuthenticate$$' -fuzztime=$(FUZZRUNS)x ./internal/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzWebhookAnswer$$' -fuzztime=$(FUZZRUNS)x ./internal/auth

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,29 +66,27 @@ func startNode(t testing.TB, mutate ...func(*config.Config)) *node {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	n := &node{t: t, cfg: &cfg, srv: srv, base: "http://" + srv.Addr().String() + cfg.PathPrefix}
-	var once bool
-	n.stop = func() {
-		if once {
-			return
-		}
-		once = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	n.stop = func() { // a test may stop the node while its cleanup does too
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("server did not stop")
 			}
-		case <-time.After(15 * time.Second):
-			t.Error("server did not stop")
-		}
+		})
 	}
 	t.Cleanup(n.stop)
 	return n
 }
 
-// testWriter logs to the test while it runs. The poller library keeps one
-// global logger (the first server's), so lines may come after the test
-// ended; those are dropped instead of failing the run.
+// testWriter logs to the test while it runs. A line may come after the
+// test ended (a goroutine of the stopped node still finishing); it is
+// dropped instead of failing the run.
 type testWriter struct {
 	t    testing.TB
 	done *atomic.Bool

@@ -59,7 +59,7 @@
 // # Connections
 //
 // The request is hijacked and the socket handed to an epoll poller
-// (nbio), as the WebSocket transport does: an idle stream costs no
+// (netpoll), as the WebSocket transport does: an idle stream costs no
 // goroutine and no buffer. Bytes the client sends are read and ignored;
 // reading only notices that the client went away. Writes go through the
 // hub's workers; past max write bytes buffered for a slow client the
@@ -80,8 +80,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/lesismal/nbio"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/internal/hub"
@@ -117,7 +115,7 @@ type Options struct {
 // Server answers SSE requests and serves the streams.
 type Server struct {
 	opt      Options
-	engine   *nbio.Engine
+	engine   *netpoll.Engine
 	log      *slog.Logger
 	head     []byte // the response head and the first lines; shared, read-only
 	count    atomic.Int64
@@ -141,17 +139,10 @@ func New(opt Options) *Server {
 	}
 	s := &Server{opt: opt, log: opt.Logger}
 	s.head = s.makeHead("")
-	s.engine = nbio.NewEngine(nbio.Config{
-		Name:               "tidings-sse",
-		NPoller:            runtime.GOMAXPROCS(0),
-		ReadBufferSize:     4 << 10, // one per poller; what is read is dropped
-		MaxWriteBufferSize: opt.MaxWriteBytes,
-	})
-	s.engine.OnData(netpoll.Dispatch) // SSE sessions ignore what clients send
-	s.engine.OnClose(func(c *nbio.Conn, _ error) {
-		if ss, ok := c.Session().(*session); ok {
-			ss.finish()
-		}
+	s.engine = netpoll.NewEngine(netpoll.Config{
+		Pollers:        runtime.GOMAXPROCS(0),
+		ReadBuffer:     4 << 10, // one per poller; what is read is dropped
+		MaxWriteBuffer: opt.MaxWriteBytes,
 	})
 	return s
 }
@@ -172,16 +163,8 @@ func (s *Server) makeHead(origin string) []byte {
 	return fmt.Appendf(b, "\r\nretry: %d\n\n: ok\n\n", s.opt.Retry.Milliseconds())
 }
 
-// Start starts the poller goroutines and returns once they run.
-func (s *Server) Start() error {
-	if err := s.engine.Start(); err != nil {
-		return err
-	}
-	if err := netpoll.WaitStarted(s.engine, 5*time.Second); err != nil {
-		s.log.Warn("sse: could not check that the poller runs; stopping right away may hang", "err", err)
-	}
-	return nil
-}
+// Start starts the poller goroutines.
+func (s *Server) Start() error { return s.engine.Start() }
 
 // Stop closes every stream and the poller.
 func (s *Server) Stop() { s.engine.Stop() }
@@ -260,24 +243,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tidings.WriteHTTPError(w, err)
 		return
 	}
-	nbc, err := s.hijack(w, r)
+	nc, err := s.hijack(w, r)
 	if err != nil {
 		s.opt.Hub.Detach(ss.hc)
 		return
 	}
-	ss.nbc = nbc
-	nbc.SetSession(ss)
 	s.count.Add(1)
-	ss.handed.Store(true)
-	if _, err := s.engine.AddConn(nbc); err != nil {
-		s.log.Warn("sse: poller refused the connection", "err", err, "remote", r.RemoteAddr)
-		_ = nbc.Close()
+	ss.nc.Store(nc)
+	if err := s.engine.Add(nc, ss); err != nil {
+		if !errors.Is(err, netpoll.ErrClosed) { // not closed by a drain
+			s.log.Warn("sse: poller refused the connection", "err", err, "remote", r.RemoteAddr)
+		}
+		_ = nc.Close() // not on a poller: no Closed call
 		ss.finish()
 		return
 	}
-	ss.ready.Store(true)
 	if ss.closing.Load() { // Drain ran while the connection was being set up
-		_ = nbc.Close()
+		_ = nc.Close()
 		return
 	}
 	if err := s.start(ctx, ss, chans, cur); err != nil {
@@ -326,11 +308,10 @@ func (s *Server) channels(ctx context.Context, id tidings.Identity, r *http.Requ
 	return chans, cur, nil
 }
 
-// hijack takes the connection from the HTTP server and moves it onto an
-// nbio connection (the socket is duplicated and the original closed).
-// What the HTTP server had already buffered from the client is dropped: a
-// GET has no body.
-func (s *Server) hijack(w http.ResponseWriter, r *http.Request) (*nbio.Conn, error) {
+// hijack takes the connection from the HTTP server and moves its socket
+// to the poller's package. What the HTTP server had already buffered from
+// the client is dropped: a GET has no body.
+func (s *Server) hijack(w http.ResponseWriter, r *http.Request) (*netpoll.Conn, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		err := errors.New("the response writer cannot be hijacked")
@@ -343,14 +324,14 @@ func (s *Server) hijack(w http.ResponseWriter, r *http.Request) (*nbio.Conn, err
 		s.log.Error("sse: hijack", "err", err, "remote", r.RemoteAddr)
 		return nil, err
 	}
-	nbc, err := netpoll.Transfer(func() (*nbio.Conn, error) { return nbio.NBConn(conn) })
+	nc, err := netpoll.Take(conn)
 	if err != nil { // not a plain socket (TLS terminated in process, for one)
 		s.log.Error("sse: connection cannot be moved to the poller", "err", err, "remote", r.RemoteAddr)
 		writeRawError(conn, tidings.Errorf(tidings.CodeInternal, "streaming is not available on this connection"))
 		_ = conn.Close()
 		return nil, err
 	}
-	return nbc, nil
+	return nc, nil
 }
 
 // start subscribes the connection to every channel and only then queues
@@ -412,16 +393,14 @@ func (s *Server) start(ctx context.Context, ss *session, chans []string, cur cur
 
 // session is one stream.
 type session struct {
-	s   *Server
-	hc  *hub.Conn
-	nbc *nbio.Conn // set before the connection is on the poller
+	s  *Server
+	hc *hub.Conn
+	nc atomic.Pointer[netpoll.Conn] // set once hijacked
 	// head is the response head (the server's shared one, or one with
 	// CORS headers); the worker drops it once it went out.
 	head []byte
 
 	started   atomic.Bool // the head went out; written by the worker only
-	handed    atomic.Bool // set just before nbc goes to the poller (see finish)
-	ready     atomic.Bool // nbc is on the poller
 	closing   atomic.Bool
 	done      atomic.Bool // detached: the client went away or was closed
 	closeOnce sync.Once
@@ -429,8 +408,8 @@ type session struct {
 
 // Write implements hub.Sink: several messages, one vectored write. Until
 // the head went out, what the hub queued for the connection (a keep-alive
-// from the sweep) is dropped: nothing may precede the response head. nbio
-// buffers what the socket does not take and closes the peer past
+// from the sweep) is dropped: nothing may precede the response head. The
+// poller keeps what the socket does not take and closes the peer past
 // MaxWriteBytes.
 func (ss *session) Write(bufs [][]byte) error {
 	if !ss.started.Load() {
@@ -445,11 +424,12 @@ func (ss *session) Write(bufs [][]byte) error {
 		ss.head = nil
 		ss.started.Store(true)
 	}
+	nc := ss.nc.Load() // set: the head is queued after the hijack
 	if len(bufs) == 1 {
-		_, err := ss.nbc.Write(bufs[0])
+		_, err := nc.Write(bufs[0])
 		return err
 	}
-	_, err := ss.nbc.Writev(bufs)
+	_, err := nc.Writev(bufs)
 	return err
 }
 
@@ -460,21 +440,25 @@ func isHead(b, head []byte) bool { return len(b) > 0 && len(b) == len(head) && &
 // gets a retry: line with a jittered delay first.
 func (ss *session) Close(code int, _ string) {
 	ss.closing.Store(true)
-	if !ss.ready.Load() {
-		return // ServeHTTP closes it once it is on the poller
+	nc := ss.nc.Load()
+	if nc == nil {
+		return // ServeHTTP closes it once it has it
 	}
 	if hint := ss.s.hint.Load(); hint != nil && code == 1012 && ss.started.Load() {
-		_, _ = ss.nbc.Write([]byte("retry: " + strconv.FormatInt((*hint)().Milliseconds(), 10) + "\n\n"))
+		_, _ = nc.Write([]byte("retry: " + strconv.FormatInt((*hint)().Milliseconds(), 10) + "\n\n"))
 	}
-	_ = ss.nbc.Close()
+	_ = nc.Close()
 }
 
-// finish detaches the stream from the hub, once. The poller calls it on
-// its own goroutine; the poller library is not instrumented for the race
-// detector, so loading handed first is what orders the setup's writes
-// before this goroutine's reads.
+// Parse implements netpoll.Session: what a client sends on a stream is
+// dropped.
+func (ss *session) Parse([]byte) {}
+
+// Closed implements netpoll.Session.
+func (ss *session) Closed() { ss.finish() }
+
+// finish detaches the stream from the hub, once.
 func (ss *session) finish() {
-	ss.handed.Load()
 	ss.closeOnce.Do(func() {
 		ss.done.Store(true)
 		ss.s.opt.Hub.Detach(ss.hc)

@@ -102,13 +102,12 @@ func unmask(p []byte, mask [4]byte) {
 	}
 }
 
-// Parse takes the bytes the poller read (netpoll.Dispatch calls it, one
-// call at a time per connection). A protocol error closes the
-// connection with its code; what comes after it is ignored.
-func (ss *session) Parse(data []byte) error {
-	ss.ready.Load() // orders ServeHTTP's setup before what follows (see ready)
+// Parse implements netpoll.Session: it takes the bytes the poller read,
+// one call at a time. A protocol error closes the connection with its
+// code; what comes after it is ignored.
+func (ss *session) Parse(data []byte) {
 	if ss.failed {
-		return nil
+		return
 	}
 	buffered := len(ss.rbuf) > 0
 	if buffered {
@@ -127,14 +126,14 @@ func (ss *session) Parse(data []byte) error {
 			data = data[h.size+h.n:]
 			if cerr = ss.frame(h, p, limit); cerr == nil && ss.failed {
 				ss.rbuf, ss.frag = nil, nil // the client's close, answered
-				return nil
+				return
 			}
 		}
 		if cerr != nil {
 			ss.failed = true
 			ss.rbuf, ss.frag = nil, nil
 			ss.Close(cerr.code, cerr.reason)
-			return cerr
+			return
 		}
 	}
 	switch {
@@ -145,7 +144,6 @@ func (ss *session) Parse(data []byte) error {
 	default:
 		ss.rbuf = append([]byte(nil), data...) // data is the poller's buffer
 	}
-	return nil
 }
 
 // frame handles one whole frame; p is its unmasked payload, valid only

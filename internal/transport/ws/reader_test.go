@@ -3,11 +3,16 @@ package ws
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
+	"net"
 	"reflect"
+	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tidings/tidings/internal/hub"
+	"github.com/tidings/tidings/internal/transport/netpoll"
 )
 
 // head encodes a client frame header: fin, opcode, a 7-, 16- or 64-bit
@@ -133,27 +138,63 @@ func FuzzReadHead(f *testing.F) {
 }
 
 // parseOutcome is what Parse did with a connection's bytes: the messages
-// queued for the executor, the writes (pongs) and the close it asked for.
+// queued for the executor, and what it wrote (pongs, a close frame).
 type parseOutcome struct {
 	queued []queued
-	writes [][]byte
-	close  *closeError
+	out    []byte
 	failed bool
 	rbuf   int
 }
 
-// feed parses chunks, in order, on a session that is not on a poller
-// (its writes and close are kept) and whose executor never starts.
-func feed(limit int, chunks ...[]byte) parseOutcome {
+// feed parses chunks, in order, on a session whose connection is a real
+// socket not on a poller (what it writes is read back from the peer) and
+// whose executor never starts.
+func feed(t testing.TB, limit int, chunks ...[]byte) parseOutcome {
+	t.Helper()
+	client, nc := socketPair(t)
+	defer client.Close()
 	h := hub.New(hub.Options{Workers: 1})
-	ss := &session{s: &Server{opt: Options{Hub: h, MaxFrameBytes: limit}}}
-	pre := &preWrites{}
-	ss.pre.Store(pre)
+	ss := &session{s: &Server{opt: Options{Hub: h, MaxFrameBytes: limit}}, nc: nc}
 	ss.hc = h.Attach(hub.KindWS, ss)
 	for _, c := range chunks {
-		_ = ss.Parse(bytes.Clone(c)) // the poller's buffer is its own
+		ss.Parse(bytes.Clone(c)) // the poller's buffer is its own
 	}
-	return parseOutcome{queued: ss.queue, writes: pre.bufs, close: pre.close, failed: ss.failed, rbuf: len(ss.rbuf)}
+	_ = nc.Close()
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	out, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseOutcome{queued: ss.queue, out: out, failed: ss.failed, rbuf: len(ss.rbuf)}
+}
+
+var pairListener struct {
+	once sync.Once
+	ln   net.Listener
+	err  error
+}
+
+// socketPair is a loopback connection: the client's end, and the
+// server's taken by the poller's package.
+func socketPair(t testing.TB) (net.Conn, *netpoll.Conn) {
+	t.Helper()
+	pairListener.once.Do(func() { pairListener.ln, pairListener.err = net.Listen("tcp", "127.0.0.1:0") })
+	if pairListener.err != nil {
+		t.Fatal(pairListener.err)
+	}
+	client, err := net.Dial("tcp", pairListener.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := pairListener.ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := netpoll.Take(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, nc
 }
 
 // FuzzParseChunks holds Parse to the same outcome however the bytes are
@@ -175,7 +216,7 @@ func FuzzParseChunks(f *testing.F) {
 	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'}, []byte{1}) // not masked
 	f.Fuzz(func(t *testing.T, data, cuts []byte) {
 		const limit = 64
-		whole := feed(limit, data)
+		whole := feed(t, limit, data)
 		var chunks [][]byte
 		rest := data
 		for _, c := range cuts {
@@ -188,7 +229,7 @@ func FuzzParseChunks(f *testing.F) {
 		for i := range data {
 			single = append(single, data[i:i+1])
 		}
-		for name, got := range map[string]parseOutcome{"cut": feed(limit, chunks...), "byte by byte": feed(limit, single...)} {
+		for name, got := range map[string]parseOutcome{"cut": feed(t, limit, chunks...), "byte by byte": feed(t, limit, single...)} {
 			if !reflect.DeepEqual(got, whole) {
 				t.Fatalf("%s: %+v\nwhole: %+v", name, got, whole)
 			}

@@ -1,7 +1,7 @@
 // Package ws is the WebSocket transport of Tidings (docs/PROTOCOL.md).
 //
 // The HTTP upgrade is answered here (on the standard net/http server or
-// its fast path); the connection is then handed to an epoll poller (nbio),
+// its fast path); the socket is then handed to an epoll poller (netpoll),
 // so an idle connection costs no goroutine and no read buffer: frames are
 // read on the poller's goroutines (reader.go), a connection's messages
 // are handled in order by a goroutine that lives only while it has some,
@@ -22,8 +22,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/lesismal/nbio"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/internal/hub"
@@ -57,7 +55,7 @@ var errBinary = tidings.Errorf(tidings.CodeBadRequest, "bad frame: only text fra
 // Server upgrades requests and serves WebSocket connections.
 type Server struct {
 	opt      Options
-	engine   *nbio.Engine
+	engine   *netpoll.Engine
 	log      *slog.Logger
 	count    atomic.Int64
 	draining atomic.Bool
@@ -78,37 +76,18 @@ func New(opt Options) *Server {
 		opt.Logger = slog.Default()
 	}
 	s := &Server{opt: opt, log: opt.Logger}
-	installLogger(opt.Logger)
 	// No read deadline per connection: the hub's sweep closes connections
 	// silent past idle_timeout.
-	s.engine = nbio.NewEngine(nbio.Config{
-		Name:               "tidings-ws",
-		NPoller:            runtime.GOMAXPROCS(0),
-		MaxWriteBufferSize: opt.MaxWriteBytes,
-	})
-	s.engine.OnData(netpoll.Dispatch)
-	s.engine.OnClose(func(c *nbio.Conn, _ error) {
-		if ss, ok := c.Session().(*session); ok {
-			ss.finish()
-		}
+	s.engine = netpoll.NewEngine(netpoll.Config{
+		Pollers:        runtime.GOMAXPROCS(0),
+		MaxWriteBuffer: opt.MaxWriteBytes,
 	})
 	return s
 }
 
 // Start starts the poller goroutines (no listener: connections arrive
 // through ServeHTTP).
-//
-// An engine stopped before its pollers run never stops (a flaw of the
-// poller library), so Start returns only once they run.
-func (s *Server) Start() error {
-	if err := s.engine.Start(); err != nil {
-		return err
-	}
-	if err := netpoll.WaitStarted(s.engine, 5*time.Second); err != nil {
-		s.log.Warn("websocket: could not check that the poller runs; stopping right away may hang", "err", err)
-	}
-	return nil
-}
+func (s *Server) Start() error { return s.engine.Start() }
 
 // Stop closes every connection and the poller.
 func (s *Server) Stop() { s.engine.Stop() }
@@ -159,27 +138,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		id = &ident
 	}
-	nbc, early, err := s.hijack(w, r, accept)
+	nc, early, err := s.hijack(w, r, accept)
 	if err != nil {
 		return
 	}
-	ss := &session{s: s, nbc: nbc}
-	pre := &preWrites{}
-	ss.pre.Store(pre)
+	ss := &session{s: s, nc: nc}
 	ss.hc = s.opt.Hub.Attach(hub.KindWS, ss)
 	s.count.Add(1)
-	nbc.SetSession(ss)
 	if len(early) > 0 { // frames sent right behind the upgrade request
-		_ = ss.Parse(early)
+		ss.Parse(early)
 	}
-	ss.ready.Store(true)
-	if _, err := s.engine.AddConn(nbc); err != nil {
-		s.log.Warn("websocket: poller refused the connection", "err", err, "remote", r.RemoteAddr)
-		_ = nbc.Close() // not on the poller: no close callback
+	if err := s.engine.Add(nc, ss); err != nil {
+		if !errors.Is(err, netpoll.ErrClosed) { // not closed by the early frames
+			s.log.Warn("websocket: poller refused the connection", "err", err, "remote", r.RemoteAddr)
+		}
+		_ = nc.Close() // not on a poller: no Closed call
 		ss.finish()
 		return
 	}
-	pre.flush(ss)
 	// Bind before the connection's messages are handled: a frame sent
 	// right after the 101 then finds the connection authenticated.
 	var bindErr error
@@ -217,10 +193,10 @@ func handshake(r *http.Request) (string, error) {
 }
 
 // hijack takes the connection from the HTTP server, answers 101 and moves
-// it onto an nbio connection (the socket is duplicated and the original
-// closed). early is what the HTTP server had read past the request: frames
-// the client sent without waiting for the answer.
-func (s *Server) hijack(w http.ResponseWriter, r *http.Request, accept string) (nbc *nbio.Conn, early []byte, err error) {
+// its socket to the poller's package. early is what the HTTP server had
+// read past the request: frames the client sent without waiting for the
+// answer.
+func (s *Server) hijack(w http.ResponseWriter, r *http.Request, accept string) (nc *netpoll.Conn, early []byte, err error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		err = errors.New("the response writer cannot be hijacked")
@@ -244,14 +220,14 @@ func (s *Server) hijack(w http.ResponseWriter, r *http.Request, accept string) (
 		return nil, nil, err
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
-	nbc, err = netpoll.Transfer(func() (*nbio.Conn, error) { return nbio.NBConn(conn) })
+	nc, err = netpoll.Take(conn)
 	if err != nil { // not a plain socket (TLS terminated in process, for one)
 		s.log.Error("websocket: connection cannot be moved to the poller", "err", err, "remote", r.RemoteAddr)
 		_, _ = conn.Write(hub.WSClose(1011, "WebSocket is not available on this connection"))
 		_ = conn.Close()
 		return nil, nil, err
 	}
-	return nbc, early, nil
+	return nc, early, nil
 }
 
 func (s *Server) token(r *http.Request) string {
@@ -261,9 +237,11 @@ func (s *Server) token(r *http.Request) string {
 	return s.opt.Token(r)
 }
 
+// Closed implements netpoll.Session.
+func (ss *session) Closed() { ss.finish() }
+
 // finish detaches a closed connection from the hub, once.
 func (ss *session) finish() {
-	ss.ready.Load() // the poller's close: orders ServeHTTP's setup first (see ready)
 	ss.closeOnce.Do(func() {
 		ss.qmu.Lock()
 		ss.ended = true
@@ -310,9 +288,9 @@ func (s *Server) Drain(spread time.Duration, jitter func(time.Duration) time.Dur
 
 // session is one WebSocket connection's state.
 type session struct {
-	s   *Server
-	nbc *nbio.Conn
-	hc  *hub.Conn
+	s  *Server
+	nc *netpoll.Conn
+	hc *hub.Conn
 
 	mu sync.Mutex
 	id *tidings.Identity // nil until authenticated
@@ -322,14 +300,6 @@ type session struct {
 	frag   []byte // a fragmented message so far; nil when none
 	fragOp byte
 	failed bool // closed for a protocol error or the client's close
-	// pre holds what is written before the connection is on the poller
-	// (nbio cannot write to it before); nil from then on.
-	pre atomic.Pointer[preWrites]
-	// ready is stored once ServeHTTP has set the session up, before the
-	// poller may read: its load in Parse orders those writes before the
-	// poller's reads for the memory model (the poller learns of the
-	// connection through epoll, which the race detector does not see).
-	ready atomic.Bool
 
 	// The executor: messages waiting, and whether a goroutine runs them.
 	qmu     sync.Mutex
@@ -403,70 +373,22 @@ func (ss *session) run() {
 	}
 }
 
-// preWrites keeps the writes and the close asked for while ServeHTTP sets
-// the connection up: a ping or a close in the frames right behind the
-// upgrade, a sweep's ping, a drain's close. nbio writes to a connection
-// only once it is on the poller.
-type preWrites struct {
-	mu    sync.Mutex
-	bufs  [][]byte
-	close *closeError
-	done  bool
-}
-
-// hold keeps bufs (close: a close with its code) and reports true, or
-// reports false once the connection is on the poller.
-func (p *preWrites) hold(bufs [][]byte, close *closeError) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.done {
-		return false
-	}
-	if p.close != nil {
-		return true // nothing after a close
-	}
-	p.bufs = append(p.bufs, bufs...)
-	p.close = close
-	return true
-}
-
-// flush writes what was kept, in order, now that the connection is on the
-// poller; writes from here on go straight to it.
-func (p *preWrites) flush(ss *session) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done = true
-	ss.pre.Store(nil)
-	if len(p.bufs) > 0 {
-		_, _ = ss.nbc.Writev(p.bufs)
-	}
-	if p.close != nil {
-		ss.Close(p.close.code, p.close.reason)
-	}
-}
-
-// Write implements hub.Sink: several frames, one vectored write. nbio
-// buffers what the socket does not take and closes the peer past
+// Write implements hub.Sink: several frames, one vectored write. The
+// poller keeps what the socket does not take and closes the peer past
 // MaxWriteBytes.
 func (ss *session) Write(bufs [][]byte) error {
-	if p := ss.pre.Load(); p != nil && p.hold(bufs, nil) {
-		return nil
-	}
 	if len(bufs) == 1 {
-		_, err := ss.nbc.Write(bufs[0])
+		_, err := ss.nc.Write(bufs[0])
 		return err
 	}
-	_, err := ss.nbc.Writev(bufs)
+	_, err := ss.nc.Writev(bufs)
 	return err
 }
 
 // Close implements hub.Sink.
 func (ss *session) Close(code int, reason string) {
-	if p := ss.pre.Load(); p != nil && p.hold(nil, &closeError{code, reason}) {
-		return
-	}
-	_, _ = ss.nbc.Write(hub.WSClose(code, reason))
-	_ = ss.nbc.Close()
+	_, _ = ss.nc.Write(hub.WSClose(code, reason))
+	_ = ss.nc.Close()
 }
 
 // send queues a reply behind whatever the hub is delivering to this
