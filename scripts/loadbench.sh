@@ -25,7 +25,7 @@ KEY=bench-key
 WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/tidings-loadbench.XXXXXX")
 trap 'stop_server; rm -rf "$WORK"' EXIT
 
-BIN=bin/tidings
+BIN=${BIN:-bin/tidings} # BIN=other/binary: the same scenarios against another build
 BENCH=bin/tidings-bench
 [ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "run make build first" >&2; exit 2; }
 

@@ -151,17 +151,26 @@ func (s *connSet) remove(c *Conn) bool {
 	return true
 }
 
-// Conn is the hub's view of one connection.
+// Conn is the hub's view of one connection. The fields a delivery
+// touches come first, so that they share the connection's first cache
+// lines (a broadcast walks thousands of connections, none of them in
+// cache); a transport may embed the Conn in its own session (AttachConn)
+// for the same reason.
 type Conn struct {
-	ID   uint64
+	// Owned by the worker.
 	Kind Kind
-	// Owned by the worker, packed beside Kind (MinWriteInterval): kept
-	// for the next tick, a reply in this round, when last written (clock).
-	later  bool
-	urgent bool
-	wrote  int32
-	sink   Sink
-	w      *worker
+	// Packed beside Kind (MinWriteInterval): kept for the next tick, a
+	// reply in this round, when last written (clock).
+	later   bool
+	urgent  bool
+	wrote   int32
+	sink    Sink
+	pending [][]byte
+	seen    []seen // highest Seq delivered per channel
+	held    []held // channels being resumed
+
+	ID uint64
+	w  *worker
 
 	lastSeen atomic.Int64 // unix nanoseconds of the last sign of life
 
@@ -169,11 +178,6 @@ type Conn struct {
 	user     string
 	channels []string // subscribed channels; short (MaxSubscriptions bounds it)
 	closed   bool
-
-	// Owned by the worker.
-	pending [][]byte
-	seen    []seen // highest Seq delivered per channel
-	held    []held // channels being resumed
 }
 
 // User is the authenticated user of the connection ("" before auth).
@@ -225,12 +229,19 @@ func (h *Hub) Stop() {
 // Attach registers a new connection. It belongs to no channel and no user
 // until Authenticate and Subscribe.
 func (h *Hub) Attach(kind Kind, sink Sink) *Conn {
+	c := new(Conn)
+	h.AttachConn(c, kind, sink)
+	return c
+}
+
+// AttachConn is Attach of a Conn the caller allocated (a zero Conn, part
+// of the transport's session).
+func (h *Hub) AttachConn(c *Conn, kind Kind, sink Sink) {
 	id := h.nextID.Add(1)
-	c := &Conn{ID: id, Kind: kind, sink: sink, w: h.workers[id%uint64(len(h.workers))]}
+	c.ID, c.Kind, c.sink, c.w = id, kind, sink, h.workers[id%uint64(len(h.workers))]
 	c.Touch()
 	c.w.add(c)
 	h.conns.Add(1)
-	return c
 }
 
 // Authenticate binds the connection to user. A connection is bound once;

@@ -114,28 +114,30 @@ func (e *Engine) Stop() {
 	})
 }
 
-// Take moves nc's socket out of the net package: the descriptor is
-// duplicated (close-on-exec) and nc closed. Writes may start at once;
-// reading starts with Add.
-func Take(nc net.Conn) (*Conn, error) {
+// Take moves nc's socket out of the net package into c, a zero Conn
+// (which a session may embed): the descriptor is duplicated
+// (close-on-exec) and nc closed. Writes may start at once; reading
+// starts with Add.
+func Take(c *Conn, nc net.Conn) error {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
-		return nil, errors.New("netpoll: not a plain socket")
+		return errors.New("netpoll: not a plain socket")
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var fd int
 	var derr error
 	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
+		return err
 	}
 	if derr != nil {
-		return nil, derr
+		return derr
 	}
 	_ = nc.Close()
-	return &Conn{fd: int32(fd)}, nil
+	c.fd = int32(fd)
+	return nil
 }
 
 // Add puts c on a poller, which hands what it reads to s. It fails when c

@@ -78,8 +78,8 @@ func pair(t *testing.T) (client net.Conn, server *Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err = Take(nc)
-	if err != nil {
+	server = new(Conn)
+	if err := Take(server, nc); err != nil {
 		t.Fatal(err)
 	}
 	return client, server

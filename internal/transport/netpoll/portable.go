@@ -41,8 +41,11 @@ func NewEngine(cfg Config) *Engine {
 // Start does nothing: connections get their goroutines from Add.
 func (e *Engine) Start() error { return nil }
 
-// Take wraps nc.
-func Take(nc net.Conn) (*Conn, error) { return &Conn{nc: nc}, nil }
+// Take makes c, a zero Conn, a wrapper of nc.
+func Take(c *Conn, nc net.Conn) error {
+	c.nc = nc
+	return nil
+}
 
 // Add starts reading c for s; see the epoll engine.
 func (e *Engine) Add(c *Conn, s Session) error {

@@ -237,19 +237,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if o := r.Header.Get("Origin"); o != "" && validHeaderValue(o) {
 		ss.head = s.makeHead(o)
 	}
-	ss.hc = s.opt.Hub.Attach(kind, ss)
+	ss.hc = &ss.conn
+	s.opt.Hub.AttachConn(ss.hc, kind, ss)
 	if err := s.opt.Hub.Authenticate(ss.hc, id.User); err != nil {
 		s.opt.Hub.Detach(ss.hc)
 		tidings.WriteHTTPError(w, err)
 		return
 	}
-	nc, err := s.hijack(w, r)
-	if err != nil {
+	nc := &ss.sock
+	if err := s.hijack(w, r, nc); err != nil {
 		s.opt.Hub.Detach(ss.hc)
 		return
 	}
 	s.count.Add(1)
-	ss.nc.Store(nc)
+	ss.taken.Store(true)
 	if err := s.engine.Add(nc, ss); err != nil {
 		if !errors.Is(err, netpoll.ErrClosed) { // not closed by a drain
 			s.log.Warn("sse: poller refused the connection", "err", err, "remote", r.RemoteAddr)
@@ -309,29 +310,28 @@ func (s *Server) channels(ctx context.Context, id tidings.Identity, r *http.Requ
 }
 
 // hijack takes the connection from the HTTP server and moves its socket
-// to the poller's package. What the HTTP server had already buffered from
-// the client is dropped: a GET has no body.
-func (s *Server) hijack(w http.ResponseWriter, r *http.Request) (*netpoll.Conn, error) {
+// into nc. What the HTTP server had already buffered from the client is
+// dropped: a GET has no body.
+func (s *Server) hijack(w http.ResponseWriter, r *http.Request, nc *netpoll.Conn) error {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		err := errors.New("the response writer cannot be hijacked")
 		s.log.Error("sse: "+err.Error(), "remote", r.RemoteAddr)
 		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeInternal, "streaming is not available on this connection"))
-		return nil, err
+		return err
 	}
 	conn, _, err := hj.Hijack()
 	if err != nil {
 		s.log.Error("sse: hijack", "err", err, "remote", r.RemoteAddr)
-		return nil, err
+		return err
 	}
-	nc, err := netpoll.Take(conn)
-	if err != nil { // not a plain socket (TLS terminated in process, for one)
+	if err := netpoll.Take(nc, conn); err != nil { // not a plain socket (TLS terminated in process, for one)
 		s.log.Error("sse: connection cannot be moved to the poller", "err", err, "remote", r.RemoteAddr)
 		writeRawError(conn, tidings.Errorf(tidings.CodeInternal, "streaming is not available on this connection"))
 		_ = conn.Close()
-		return nil, err
+		return err
 	}
-	return nc, nil
+	return nil
 }
 
 // start subscribes the connection to every channel and only then queues
@@ -393,9 +393,14 @@ func (s *Server) start(ctx context.Context, ss *session, chans []string, cur cur
 
 // session is one stream.
 type session struct {
-	s  *Server
-	hc *hub.Conn
-	nc atomic.Pointer[netpoll.Conn] // set once hijacked
+	// The socket and the hub's view of the connection come first and
+	// side by side: a delivery touches both (see hub.Conn).
+	sock netpoll.Conn
+	conn hub.Conn
+
+	s     *Server
+	hc    *hub.Conn   // &conn
+	taken atomic.Bool // sock holds the hijacked socket
 	// head is the response head (the server's shared one, or one with
 	// CORS headers); the worker drops it once it went out.
 	head []byte
@@ -424,12 +429,11 @@ func (ss *session) Write(bufs [][]byte) error {
 		ss.head = nil
 		ss.started.Store(true)
 	}
-	nc := ss.nc.Load() // set: the head is queued after the hijack
-	if len(bufs) == 1 {
-		_, err := nc.Write(bufs[0])
+	if len(bufs) == 1 { // the head is queued after the hijack: sock is taken
+		_, err := ss.sock.Write(bufs[0])
 		return err
 	}
-	_, err := nc.Writev(bufs)
+	_, err := ss.sock.Writev(bufs)
 	return err
 }
 
@@ -440,10 +444,10 @@ func isHead(b, head []byte) bool { return len(b) > 0 && len(b) == len(head) && &
 // gets a retry: line with a jittered delay first.
 func (ss *session) Close(code int, _ string) {
 	ss.closing.Store(true)
-	nc := ss.nc.Load()
-	if nc == nil {
+	if !ss.taken.Load() {
 		return // ServeHTTP closes it once it has it
 	}
+	nc := &ss.sock
 	if hint := ss.s.hint.Load(); hint != nil && code == 1012 && ss.started.Load() {
 		_, _ = nc.Write([]byte("retry: " + strconv.FormatInt((*hint)().Milliseconds(), 10) + "\n\n"))
 	}

@@ -151,11 +151,13 @@ type parseOutcome struct {
 // whose executor never starts.
 func feed(t testing.TB, limit int, chunks ...[]byte) parseOutcome {
 	t.Helper()
-	client, nc := socketPair(t)
-	defer client.Close()
 	h := hub.New(hub.Options{Workers: 1})
-	ss := &session{s: &Server{opt: Options{Hub: h, MaxFrameBytes: limit}}, nc: nc}
-	ss.hc = h.Attach(hub.KindWS, ss)
+	ss := &session{s: &Server{opt: Options{Hub: h, MaxFrameBytes: limit}}}
+	nc := &ss.sock
+	client := socketPair(t, nc)
+	defer client.Close()
+	ss.hc = &ss.conn
+	h.AttachConn(ss.hc, hub.KindWS, ss)
 	for _, c := range chunks {
 		ss.Parse(bytes.Clone(c)) // the poller's buffer is its own
 	}
@@ -174,9 +176,9 @@ var pairListener struct {
 	err  error
 }
 
-// socketPair is a loopback connection: the client's end, and the
-// server's taken by the poller's package.
-func socketPair(t testing.TB) (net.Conn, *netpoll.Conn) {
+// socketPair is a loopback connection: the client's end is returned, the
+// server's is taken into nc.
+func socketPair(t testing.TB, nc *netpoll.Conn) net.Conn {
 	t.Helper()
 	pairListener.once.Do(func() { pairListener.ln, pairListener.err = net.Listen("tcp", "127.0.0.1:0") })
 	if pairListener.err != nil {
@@ -190,11 +192,10 @@ func socketPair(t testing.TB) (net.Conn, *netpoll.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := netpoll.Take(server)
-	if err != nil {
+	if err := netpoll.Take(nc, server); err != nil {
 		t.Fatal(err)
 	}
-	return client, nc
+	return client
 }
 
 // FuzzParseChunks holds Parse to the same outcome however the bytes are

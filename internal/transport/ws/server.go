@@ -138,12 +138,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		id = &ident
 	}
-	nc, early, err := s.hijack(w, r, accept)
+	ss := &session{s: s}
+	nc := &ss.sock
+	early, err := s.hijack(w, r, accept, nc)
 	if err != nil {
 		return
 	}
-	ss := &session{s: s, nc: nc}
-	ss.hc = s.opt.Hub.Attach(hub.KindWS, ss)
+	ss.hc = &ss.conn
+	s.opt.Hub.AttachConn(ss.hc, hub.KindWS, ss)
 	s.count.Add(1)
 	if len(early) > 0 { // frames sent right behind the upgrade request
 		ss.Parse(early)
@@ -193,21 +195,20 @@ func handshake(r *http.Request) (string, error) {
 }
 
 // hijack takes the connection from the HTTP server, answers 101 and moves
-// its socket to the poller's package. early is what the HTTP server had
-// read past the request: frames the client sent without waiting for the
-// answer.
-func (s *Server) hijack(w http.ResponseWriter, r *http.Request, accept string) (nc *netpoll.Conn, early []byte, err error) {
+// its socket into nc. early is what the HTTP server had read past the
+// request: frames the client sent without waiting for the answer.
+func (s *Server) hijack(w http.ResponseWriter, r *http.Request, accept string, nc *netpoll.Conn) (early []byte, err error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		err = errors.New("the response writer cannot be hijacked")
 		s.log.Error("websocket: "+err.Error(), "remote", r.RemoteAddr)
 		tidings.WriteHTTPError(w, tidings.Errorf(tidings.CodeInternal, "WebSocket is not available on this connection"))
-		return nil, nil, err
+		return nil, err
 	}
 	conn, brw, err := hj.Hijack()
 	if err != nil {
 		s.log.Error("websocket: hijack", "err", err, "remote", r.RemoteAddr)
-		return nil, nil, err
+		return nil, err
 	}
 	if brw != nil && brw.Reader.Buffered() > 0 {
 		early, _ = brw.Reader.Peek(brw.Reader.Buffered())
@@ -217,17 +218,16 @@ func (s *Server) hijack(w http.ResponseWriter, r *http.Request, accept string) (
 	if _, err = conn.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n\r\n")); err != nil {
 		s.log.Debug("websocket upgrade failed", "err", err, "remote", r.RemoteAddr)
 		_ = conn.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
-	nc, err = netpoll.Take(conn)
-	if err != nil { // not a plain socket (TLS terminated in process, for one)
+	if err = netpoll.Take(nc, conn); err != nil { // not a plain socket (TLS terminated in process, for one)
 		s.log.Error("websocket: connection cannot be moved to the poller", "err", err, "remote", r.RemoteAddr)
 		_, _ = conn.Write(hub.WSClose(1011, "WebSocket is not available on this connection"))
 		_ = conn.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return nc, early, nil
+	return early, nil
 }
 
 func (s *Server) token(r *http.Request) string {
@@ -288,9 +288,14 @@ func (s *Server) Drain(spread time.Duration, jitter func(time.Duration) time.Dur
 
 // session is one WebSocket connection's state.
 type session struct {
+	// The socket and the hub's view of the connection come first and
+	// side by side: a delivery touches both (see hub.Conn), and a
+	// broadcast finds neither in cache.
+	sock netpoll.Conn
+	conn hub.Conn
+
 	s  *Server
-	nc *netpoll.Conn
-	hc *hub.Conn
+	hc *hub.Conn // &conn
 
 	mu sync.Mutex
 	id *tidings.Identity // nil until authenticated
@@ -378,17 +383,17 @@ func (ss *session) run() {
 // MaxWriteBytes.
 func (ss *session) Write(bufs [][]byte) error {
 	if len(bufs) == 1 {
-		_, err := ss.nc.Write(bufs[0])
+		_, err := ss.sock.Write(bufs[0])
 		return err
 	}
-	_, err := ss.nc.Writev(bufs)
+	_, err := ss.sock.Writev(bufs)
 	return err
 }
 
 // Close implements hub.Sink.
 func (ss *session) Close(code int, reason string) {
-	_, _ = ss.nc.Write(hub.WSClose(code, reason))
-	_ = ss.nc.Close()
+	_, _ = ss.sock.Write(hub.WSClose(code, reason))
+	_ = ss.sock.Close()
 }
 
 // send queues a reply behind whatever the hub is delivering to this
