@@ -224,7 +224,10 @@ func (c *Conn) sent() {
 }
 
 // keep leaves c's pending frames for the next tick, starting the ticks
-// again if they had stopped.
+// again if they had stopped: an interval after the last tick, and not
+// before an interval after c's last write (the first publication after a
+// quiet spell went out at once; the next one waits its turn), or now if
+// that is past.
 func (w *worker) keep(c *Conn) {
 	if c.later {
 		return
@@ -232,9 +235,10 @@ func (w *worker) keep(c *Conn) {
 	c.later = true
 	if len(w.later) == 0 {
 		now := time.Now()
-		w.nextTick = w.h.epoch.Add(time.Duration(w.lastTick-1)*time.Millisecond + w.interval)
-		if w.lastTick == 0 || w.nextTick.Before(now) {
-			w.nextTick = now // no tick yet, or none for a while: the next one is now
+		from := max(w.lastTick, c.wrote) // c.wrote is set: c was written since the last tick
+		w.nextTick = w.h.epoch.Add(time.Duration(from-1)*time.Millisecond + w.interval)
+		if w.nextTick.Before(now) {
+			w.nextTick = now
 		}
 		w.timer.Reset(w.nextTick.Sub(now))
 	}
