@@ -36,6 +36,7 @@ type worker struct {
 	conns   map[*Conn]struct{}
 
 	touched []*Conn // connections with pending frames in this round
+	subs    []*Conn // a publication's subscribers, taken under the shard lock
 
 	// Coalescing, when Options.MinWriteInterval is set: a connection
 	// written since the last tick keeps its publications for the next one
@@ -137,6 +138,10 @@ func (w *worker) run() {
 // process appends every job's bytes to the pending frames of the
 // connections it concerns, then writes each touched connection once.
 func (w *worker) process(batch []job) {
+	if len(batch) == 1 && batch[0].frame != nil && w.interval == 0 {
+		w.publishAlone(&batch[0])
+		return
+	}
 	var flushed []chan<- struct{}
 	for i := range batch {
 		j := &batch[i]
@@ -201,6 +206,35 @@ func (w *worker) process(batch []job) {
 			f <- struct{}{}
 		}
 	}
+}
+
+// publishAlone delivers a publication that came alone (the usual batch
+// of a quiet channel): each subscriber is written right after its frame
+// is appended, while its memory is in cache, instead of in a second pass
+// over them all. The subscribers are listed under the shard lock and
+// written after it, as process does.
+func (w *worker) publishAlone(j *job) {
+	j.shard.mu.RLock()
+	set := &j.ch.subs[w.idx]
+	w.subs = append(w.subs, set.small...)
+	for c := range set.big {
+		w.subs = append(w.subs, c)
+	}
+	j.shard.mu.RUnlock()
+	var n uint64
+	for _, c := range w.subs {
+		w.deliver(c, j.frame)
+		if len(c.pending) > 0 {
+			n += uint64(len(c.pending))
+			_ = c.sink.Write(c.pending) // a failed write closes the connection in the transport
+			c.sent()
+		}
+	}
+	clear(w.subs)
+	w.subs = w.subs[:0]
+	clear(w.touched)
+	w.touched = w.touched[:0]
+	w.h.deliveries.Add(n)
 }
 
 // write sends c's pending frames in one write, notes when, and reports
