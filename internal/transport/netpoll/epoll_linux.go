@@ -276,29 +276,34 @@ func (p *poller) stop() {
 // for when it takes more. It fails on a closed connection, and closes the
 // connection when the peer is gone or is too slow (ErrOverflow).
 func (c *Conn) Write(b []byte) (int, error) {
-	if len(b) == 0 {
+	total := len(b)
+	if total == 0 {
 		return 0, nil
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closing.Load() {
+		c.mu.Unlock()
 		return 0, ErrClosed
 	}
 	if len(c.out) == 0 {
 		n, err := rawIO(unix.SYS_WRITE, c.fd, b)
-		if n == len(b) {
+		if n == len(b) { // the usual case, kept free of defers
+			c.mu.Unlock()
 			return n, nil
 		}
 		if !temporary(err) {
 			c.closeLocked()
+			c.mu.Unlock()
 			return max(n, 0), err
 		}
 		b = b[max(n, 0):]
 	}
-	if err := c.keep(b); err != nil {
+	err := c.keep(b)
+	c.mu.Unlock()
+	if err != nil {
 		return 0, err
 	}
-	return len(b), nil
+	return total, nil
 }
 
 // Writev is Write of several buffers in one system call.

@@ -209,15 +209,18 @@ func TestKeptBytesArriveInOrder(t *testing.T) {
 	}
 	// Far more than the socket buffers hold, from two kinds of write.
 	var want bytes.Buffer
-	for i := range 20000 {
+	for i := range 200000 {
 		line := fmt.Appendf(nil, "line %08d ........................................\n", i)
 		want.Write(line)
+		var n int
+		var err error
 		if i%3 == 0 {
-			if _, err := c.Writev([][]byte{line[:10], line[10:]}); err != nil {
-				t.Fatal(err)
-			}
-		} else if _, err := c.Write(line); err != nil {
-			t.Fatal(err)
+			n, err = c.Writev([][]byte{line[:10], line[10:]})
+		} else {
+			n, err = c.Write(line)
+		}
+		if err != nil || n != len(line) {
+			t.Fatalf("write %d: %d bytes of %d, %v", i, n, len(line), err)
 		}
 	}
 	got := readN(t, client, want.Len())
