@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,15 @@ type poller struct {
 	mu      sync.Mutex
 	conns   []*Conn // by descriptor
 	stopped bool
+
+	lingers []linger // closing connections, oldest first; the poller's own
+}
+
+// linger is a closing connection whose input is read and dropped until
+// its peer closes or until is past.
+type linger struct {
+	c     *Conn
+	until time.Time
 }
 
 // Conn is a connection taken from the net package (Take) and, once
@@ -41,6 +51,7 @@ type Conn struct {
 	fd      int32
 	closing atomic.Bool // no more writes: Close asked for it, a write failed or the poller closed it
 	closed  bool        // the descriptor is closed
+	drained bool        // the poller lingers on it (its own)
 	p       *poller     // nil until Add
 	out     []byte      // what the socket did not take yet
 	s       Session     // set by Add
@@ -105,10 +116,13 @@ func (e *Engine) Stop() {
 	e.stopOnce.Do(func() {
 		for _, p := range e.pollers {
 			p.mu.Lock()
+			gone := p.stopped // the poller ended on its own: its eventfd is closed
 			p.stopped = true
 			p.mu.Unlock()
-			one := uint64(1)
-			_, _ = unix.Write(p.wake, (*[8]byte)(unsafe.Pointer(&one))[:])
+			if !gone {
+				one := uint64(1)
+				_, _ = unix.Write(p.wake, (*[8]byte)(unsafe.Pointer(&one))[:])
+			}
 		}
 		e.wg.Wait()
 	})
@@ -188,7 +202,11 @@ func events(out bool) uint32 {
 func (p *poller) run() {
 	events := make([]unix.EpollEvent, 128)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		timeout := -1
+		if len(p.lingers) > 0 {
+			timeout = max(int(time.Until(p.lingers[0].until)/time.Millisecond)+1, 0)
+		}
+		n, err := unix.EpollWait(p.epfd, events, timeout)
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -212,20 +230,40 @@ func (p *poller) run() {
 				p.event(c, ev.Events)
 			}
 		}
+		p.expire()
+	}
+}
+
+// lingerTime bounds how long a closing connection's input is read and
+// dropped before its descriptor is closed anyway.
+const lingerTime = time.Second
+
+// expire closes the lingering connections whose time is up.
+func (p *poller) expire() {
+	now := time.Now()
+	i := 0
+	for i < len(p.lingers) && !p.lingers[i].until.After(now) {
+		p.close(p.lingers[i].c) // a no-op when its peer closed first
+		p.lingers[i] = linger{}
+		i++
+	}
+	p.lingers = p.lingers[i:]
+	if len(p.lingers) == 0 {
+		p.lingers = nil
 	}
 }
 
 // event handles what epoll reported for c: it can take more bytes, it
 // has bytes to read, or it is done.
 func (p *poller) event(c *Conn, ev uint32) {
+	if c.closing.Load() { // Close shut the socket's sending side and woke us
+		p.drain(c, ev)
+		return
+	}
 	if ev&unix.EPOLLOUT != 0 {
 		c.flush()
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
-		return
-	}
-	if c.closing.Load() { // Close shut the socket down to wake us
-		p.close(c)
 		return
 	}
 	n, err := rawIO(unix.SYS_READ, c.fd, p.buf)
@@ -237,10 +275,36 @@ func (p *poller) event(c *Conn, ev uint32) {
 	}
 }
 
-// close closes c's descriptor and reports it to the session, once.
+// drain reads and drops what a closing connection's peer still sends,
+// and closes it once the peer closed its end; expire closes it after
+// lingerTime if the peer never does. Closing a socket with unread input
+// would answer the peer with a reset, which throws away what the peer
+// has not read yet: the close frame, the last events.
+func (p *poller) drain(c *Conn, ev uint32) {
+	if c.closed { // closed on this goroutine already: the descriptor is not its own
+		return
+	}
+	if !c.drained {
+		c.drained = true
+		c.mu.Lock()
+		if !c.closed {
+			c.watchOut(false) // writable for good once shut down: stop hearing of it
+		}
+		c.mu.Unlock()
+		p.lingers = append(p.lingers, linger{c, time.Now().Add(lingerTime)})
+	}
+	n, err := rawIO(unix.SYS_READ, c.fd, p.buf)
+	if n == 0 || n < 0 && (!temporary(err) || ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0) {
+		p.close(c)
+	}
+}
+
+// close closes c's descriptor and reports it to the session, once. A
+// connection that Add gave up on (its registration failed while Stop
+// listed it) is left to Add's caller.
 func (p *poller) close(c *Conn) {
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || c.p != p {
 		c.mu.Unlock()
 		return
 	}
@@ -250,6 +314,10 @@ func (p *poller) close(c *Conn) {
 	p.mu.Lock()
 	p.conns[c.fd] = nil
 	p.mu.Unlock()
+	// Deregistered first: a copy of the descriptor in a child process
+	// between fork and exec would otherwise keep the registration alive,
+	// and its events would reach whichever connection gets the number next.
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
 	_ = unix.Close(int(c.fd))
 	c.mu.Unlock()
 	c.s.Closed()
@@ -405,9 +473,11 @@ func (c *Conn) watchOut(on bool) {
 }
 
 // Close ends the connection: what the socket holds still goes out, what
-// waits beside it is dropped. On a poller, the socket is shut down and the
-// poller closes it and calls the session's Closed; before, it is closed
-// here.
+// waits beside it is dropped. On a poller, the socket's sending side is
+// shut down (the peer sees the end after the last bytes) and the poller
+// reads and drops the peer's input until it closes its end too, at most
+// lingerTime, then closes the socket and calls the session's Closed;
+// before, it is closed here.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -426,8 +496,10 @@ func (c *Conn) closeLocked() {
 		_ = unix.Close(int(c.fd))
 		return
 	}
-	// Wakes the poller (the socket reads as hung up), which closes it.
-	_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
+	// Shut down for sending, the socket is writable for good: watching
+	// for that wakes the poller, which takes it from there (drain).
+	_ = unix.Shutdown(int(c.fd), unix.SHUT_WR)
+	c.watchOut(true)
 }
 
 // rawIO is read(2) or write(2) on a non-blocking socket, without the

@@ -5,6 +5,7 @@ package netpoll
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // The portable engine: a reading goroutine per connection, and a writing
@@ -100,34 +101,31 @@ func (e *Engine) Stop() {
 }
 
 // Write queues b for the connection's writer.
-func (c *Conn) Write(b []byte) (int, error) {
+func (c *Conn) Write(b []byte) (int, error) { return c.Writev([][]byte{b}) }
+
+// Writev queues several buffers as one: no other write lands between
+// them (a multi-channel SSE event is its id line and the event).
+func (c *Conn) Writev(bufs [][]byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return 0, ErrClosed
 	}
-	if c.limit > 0 && len(c.out)+len(b) > c.limit {
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	if c.limit > 0 && len(c.out)+total > c.limit {
 		c.closing, c.out = true, nil
 		_ = c.nc.Close()
 		return 0, ErrOverflow
 	}
-	c.out = append(c.out, b...)
-	if !c.writing {
+	for _, b := range bufs {
+		c.out = append(c.out, b...)
+	}
+	if !c.writing && len(c.out) > 0 {
 		c.writing = true
 		go c.write()
-	}
-	return len(b), nil
-}
-
-// Writev is Write of several buffers.
-func (c *Conn) Writev(bufs [][]byte) (int, error) {
-	total := 0
-	for _, b := range bufs {
-		n, err := c.Write(b)
-		total += n
-		if err != nil {
-			return total, err
-		}
 	}
 	return total, nil
 }
@@ -152,7 +150,8 @@ func (c *Conn) write() {
 	}
 }
 
-// Close ends the connection once what was written before it went out.
+// Close ends the connection once what was written before it went out,
+// or after lingerTime if the peer does not take it.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -163,5 +162,9 @@ func (c *Conn) Close() error {
 	if !c.writing {
 		return c.nc.Close()
 	}
-	return nil
+	return c.nc.SetWriteDeadline(time.Now().Add(lingerTime)) // the writer closes it
 }
+
+// lingerTime bounds how long Close waits for the peer to take what was
+// written before it.
+const lingerTime = time.Second

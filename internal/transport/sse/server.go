@@ -405,7 +405,7 @@ type session struct {
 	// CORS headers); the worker drops it once it went out.
 	head []byte
 
-	started   atomic.Bool // the head went out; written by the worker only
+	started   atomic.Bool // the head went out (written or kept); written by the worker only
 	closing   atomic.Bool
 	done      atomic.Bool // detached: the client went away or was closed
 	closeOnce sync.Once
@@ -417,6 +417,7 @@ type session struct {
 // poller keeps what the socket does not take and closes the peer past
 // MaxWriteBytes.
 func (ss *session) Write(bufs [][]byte) error {
+	head := false
 	if !ss.started.Load() {
 		i := 0
 		for i < len(bufs) && !isHead(bufs[i], ss.head) {
@@ -427,13 +428,18 @@ func (ss *session) Write(bufs [][]byte) error {
 		}
 		bufs = bufs[i:]
 		ss.head = nil
+		head = true
+	}
+	var err error
+	if len(bufs) == 1 { // the head is queued after the hijack: sock is taken
+		_, err = ss.sock.Write(bufs[0])
+	} else {
+		_, err = ss.sock.Writev(bufs)
+	}
+	if head {
+		// Only now: a drain's retry: line (Close) must land behind the head.
 		ss.started.Store(true)
 	}
-	if len(bufs) == 1 { // the head is queued after the hijack: sock is taken
-		_, err := ss.sock.Write(bufs[0])
-		return err
-	}
-	_, err := ss.sock.Writev(bufs)
 	return err
 }
 
