@@ -45,3 +45,24 @@ func TestDrainWritesWhatCoalescingKeeps(t *testing.T) {
 		t.Fatalf("got %v, want close 1012", err)
 	}
 }
+
+// A token at upgrade over max_conns_per_user: the upgrade completes, the
+// client gets the error frame (code 6), then close 1008 with its reason.
+func TestUpgradeOverConnectionLimit(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.MaxConnsPerUser = 1 })
+	first := n.connect("alice")
+	first.call(map[string]any{"op": "ping"})
+	second := n.connect("alice")
+	if got := second.readJSON(); got["code"] != 6.0 || got["msg"] != "too many connections for this user" {
+		t.Fatalf("error frame: %v", got)
+	}
+	_ = second.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := second.c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || ce.Text != "too many connections for this user" {
+		t.Fatalf("got %v, want close 1008 with the reason", err)
+	}
+	if got := first.call(map[string]any{"op": "ping"}); got["op"] != "pong" {
+		t.Fatalf("the first connection: %v", got)
+	}
+}

@@ -165,8 +165,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bindErr = ss.bind(*id, since)
 	}
 	ss.start()
-	if bindErr != nil {
-		ss.send(errReply(nil, bindErr))
+	if bindErr != nil { // the error frame, then the close: both straight to the socket, in order
+		_, _ = ss.sock.Write(hub.WSText(errReply(nil, bindErr)))
 		ss.Close(1008, tidings.ErrorOf(bindErr).Msg)
 	}
 }
