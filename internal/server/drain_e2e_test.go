@@ -33,8 +33,19 @@ func TestDrainWritesWhatCoalescingKeeps(t *testing.T) {
 	c := n.connect("alice")
 	c.call(map[string]any{"op": "ping"})
 	n.notify([]string{"alice"}, nil)
-	c.readJSON() // the first after the reply goes out at the next tick, at once
+	c.readJSON() // the first after the reply goes out at the next tick, an interval after the reply
 	kept := n.notify([]string{"alice"}, nil)
+	// The notify call returns once the notification is stored; its
+	// publication reaches the hub a moment later. A stop before that
+	// publishes it after the drain (the client gets it on resume), which
+	// is not what this test is about.
+	deadline := time.Now().Add(10 * time.Second)
+	for n.srv.hub.Stats().Published < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the notification was not published")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	go n.stop()
 	if data, _ := c.readJSON()["data"].(map[string]any); data["id"] != kept[0] {
 		t.Fatalf("before the close: %v, want notification %s", data, kept[0])

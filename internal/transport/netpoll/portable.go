@@ -89,12 +89,14 @@ func (e *Engine) read(c *Conn) {
 	c.s.Closed()
 }
 
-// Stop closes every connection and waits for their Closed calls.
+// Stop closes every connection and waits for their Closed calls. What
+// was written before still goes out (within lingerTime): a drain's close
+// frames are written by the connections' writers, not yet on the wire.
 func (e *Engine) Stop() {
 	e.mu.Lock()
 	e.stopped = true
 	for c := range e.conns {
-		_ = c.nc.Close()
+		_ = c.Close()
 	}
 	e.mu.Unlock()
 	e.wg.Wait()
