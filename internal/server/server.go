@@ -222,9 +222,10 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Handler is the node's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.api }
 
-// Run serves until ctx is done, then drains: WebSocket clients are told to
-// reconnect (close 1012 with a jittered hint), HTTP requests in flight
-// finish, the hub, broker and store close in that order.
+// Run serves until ctx is done, then drains: new connections are refused,
+// HTTP requests in flight finish and every notification stored reaches the
+// open connections, WebSocket clients are told to reconnect (close 1012
+// with a jittered hint), the hub, broker and store close in that order.
 func (s *Server) Run(ctx context.Context) error {
 	if s.ln == nil {
 		if err := s.Listen(); err != nil {
@@ -271,18 +272,21 @@ func (s *Server) Run(ctx context.Context) error {
 	case err = <-serveErr:
 	}
 
-	// Drain: no new connections, tell clients to come back later, finish
-	// requests in flight, then close the back ends.
+	// Drain: no new connections; requests in flight finish and what they
+	// stored reaches the open connections; then clients are told to come
+	// back later, and the back ends close.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	jitter := func(d time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(d))) }
-	s.hub.Flush() // what coalescing keeps goes out before the closes
-	s.ws.Drain(5*time.Second, jitter)
-	s.sse.Drain(5*time.Second, jitter)
-	s.poll.Drain() // waiting polls answer now
+	s.ws.Refuse()
+	s.sse.Refuse()
+	s.poll.Drain() // waiting polls answer now, new ones are refused
 	_ = s.httpSrv.Shutdown(shutdownCtx)
 	stopPub() // publishes what is committed but not yet published
 	<-pubDone
+	s.hub.Flush() // what coalescing keeps goes out before the closes
+	s.ws.Drain(5*time.Second, jitter)
+	s.sse.Drain(5*time.Second, jitter)
 	stopSweep()
 	<-sweepDone
 	s.hub.Stop()

@@ -172,6 +172,10 @@ func (s *Server) Stop() { s.engine.Stop() }
 // Count is the number of open SSE connections.
 func (s *Server) Count() int64 { return s.count.Load() }
 
+// Refuse answers new streams 503 from now on (the first step of a
+// drain); open streams go on.
+func (s *Server) Refuse() { s.draining.Store(true) }
+
 // Drain refuses new streams and closes the open ones. Before closing,
 // each stream gets "retry: <ms>" with a delay drawn by jitter over spread
 // (at least 500 ms, so a browser does not come straight back to this

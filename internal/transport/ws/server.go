@@ -268,6 +268,10 @@ func (s *Server) onMessage(ss *session, m queued) {
 	ss.handle(ctx, &f)
 }
 
+// Refuse answers new upgrades 503 from now on (the first step of a
+// drain); open connections go on.
+func (s *Server) Refuse() { s.draining.Store(true) }
+
 // Drain tells every client to reconnect elsewhere (close 1012, service
 // restart) and refuses new upgrades. spread is the window over which
 // clients are asked to come back; each close carries a jittered delay
