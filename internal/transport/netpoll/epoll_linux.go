@@ -234,10 +234,6 @@ func (p *poller) run() {
 	}
 }
 
-// lingerTime bounds how long a closing connection's input is read and
-// dropped before its descriptor is closed anyway.
-const lingerTime = time.Second
-
 // expire closes the lingering connections whose time is up.
 func (p *poller) expire() {
 	now := time.Now()

@@ -27,7 +27,14 @@ package netpoll
 import (
 	"errors"
 	"net"
+	"time"
 )
+
+// lingerTime bounds how long a closing connection waits for its peer: on
+// epoll, its input is read and dropped until the peer closes its end; on
+// the portable engine, the peer has that long to take what was written
+// before the close.
+const lingerTime = time.Second
 
 // Session is what a poller reports a connection's events to.
 type Session interface {

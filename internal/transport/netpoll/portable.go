@@ -166,7 +166,3 @@ func (c *Conn) Close() error {
 	}
 	return c.nc.SetWriteDeadline(time.Now().Add(lingerTime)) // the writer closes it
 }
-
-// lingerTime bounds how long Close waits for the peer to take what was
-// written before it.
-const lingerTime = time.Second

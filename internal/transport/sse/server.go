@@ -241,16 +241,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if o := r.Header.Get("Origin"); o != "" && validHeaderValue(o) {
 		ss.head = s.makeHead(o)
 	}
-	ss.hc = &ss.conn
-	s.opt.Hub.AttachConn(ss.hc, kind, ss)
-	if err := s.opt.Hub.Authenticate(ss.hc, id.User); err != nil {
-		s.opt.Hub.Detach(ss.hc)
+	s.opt.Hub.AttachConn(&ss.conn, kind, ss)
+	if err := s.opt.Hub.Authenticate(&ss.conn, id.User); err != nil {
+		s.opt.Hub.Detach(&ss.conn)
 		tidings.WriteHTTPError(w, err)
 		return
 	}
 	nc := &ss.sock
 	if err := s.hijack(w, r, nc); err != nil {
-		s.opt.Hub.Detach(ss.hc)
+		s.opt.Hub.Detach(&ss.conn)
 		return
 	}
 	s.count.Add(1)
@@ -375,7 +374,7 @@ func (s *Server) start(ctx context.Context, ss *session, chans []string, cur cur
 			}
 			after = now
 		}
-		_, err := s.opt.Hub.Resume(ss.hc, ch, after, reply, func() ([]*tidings.Message, error) {
+		_, err := s.opt.Hub.Resume(&ss.conn, ch, after, reply, func() ([]*tidings.Message, error) {
 			if i+1 < len(chans) {
 				if err := resume(i + 1); err != nil {
 					return nil, err
@@ -403,7 +402,6 @@ type session struct {
 	conn hub.Conn
 
 	s     *Server
-	hc    *hub.Conn   // &conn
 	taken atomic.Bool // sock holds the hijacked socket
 	// head is the response head (the server's shared one, or one with
 	// CORS headers); the worker drops it once it went out.
@@ -475,7 +473,7 @@ func (ss *session) Closed() { ss.finish() }
 func (ss *session) finish() {
 	ss.closeOnce.Do(func() {
 		ss.done.Store(true)
-		ss.s.opt.Hub.Detach(ss.hc)
+		ss.s.opt.Hub.Detach(&ss.conn)
 		ss.s.count.Add(-1)
 	})
 }

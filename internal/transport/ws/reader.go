@@ -151,10 +151,10 @@ func (ss *session) Parse(data []byte) {
 func (ss *session) frame(h frameHead, p []byte, limit int) *closeError {
 	switch h.op {
 	case hub.OpcodePing:
-		ss.hc.Touch()
+		ss.conn.Touch()
 		_ = ss.Write([][]byte{hub.WSPong(p)})
 	case hub.OpcodePong:
-		ss.hc.Touch()
+		ss.conn.Touch()
 	case hub.OpcodeClose:
 		return ss.closeFrame(p)
 	case hub.OpcodeText, hub.OpcodeBinary:
@@ -185,7 +185,7 @@ func (ss *session) frame(h frameHead, p []byte, limit int) *closeError {
 
 // message takes a whole message it owns.
 func (ss *session) message(op byte, msg []byte) *closeError {
-	ss.hc.Touch()
+	ss.conn.Touch()
 	if op == hub.OpcodeText && !utf8.Valid(msg) {
 		return &closeError{1007, "text message is not UTF-8"}
 	}

@@ -156,8 +156,7 @@ func feed(t testing.TB, limit int, chunks ...[]byte) parseOutcome {
 	nc := &ss.sock
 	client := socketPair(t, nc)
 	defer client.Close()
-	ss.hc = &ss.conn
-	h.AttachConn(ss.hc, hub.KindWS, ss)
+	h.AttachConn(&ss.conn, hub.KindWS, ss)
 	for _, c := range chunks {
 		ss.Parse(bytes.Clone(c)) // the poller's buffer is its own
 	}

@@ -144,8 +144,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	ss.hc = &ss.conn
-	s.opt.Hub.AttachConn(ss.hc, hub.KindWS, ss)
+	s.opt.Hub.AttachConn(&ss.conn, hub.KindWS, ss)
 	s.count.Add(1)
 	if len(early) > 0 { // frames sent right behind the upgrade request
 		ss.Parse(early)
@@ -247,7 +246,7 @@ func (ss *session) finish() {
 		ss.ended = true
 		ss.queue = nil
 		ss.qmu.Unlock()
-		ss.s.opt.Hub.Detach(ss.hc)
+		ss.s.opt.Hub.Detach(&ss.conn)
 		ss.s.count.Add(-1)
 	})
 }
@@ -298,8 +297,7 @@ type session struct {
 	sock netpoll.Conn
 	conn hub.Conn
 
-	s  *Server
-	hc *hub.Conn // &conn
+	s *Server
 
 	mu sync.Mutex
 	id *tidings.Identity // nil until authenticated
@@ -402,7 +400,7 @@ func (ss *session) Close(code int, reason string) {
 
 // send queues a reply behind whatever the hub is delivering to this
 // connection, so replies and events keep their order.
-func (ss *session) send(payload []byte) { ss.s.opt.Hub.Send(ss.hc, hub.WSText(payload)) }
+func (ss *session) send(payload []byte) { ss.s.opt.Hub.Send(&ss.conn, hub.WSText(payload)) }
 
 func (ss *session) identity() *tidings.Identity {
 	ss.mu.Lock()
@@ -422,19 +420,19 @@ func (ss *session) bind(id tidings.Identity, since *int64) error {
 		return tidings.Errorf(tidings.CodeForbidden, "connection already authenticated as another user")
 	}
 	h := ss.s.opt.Hub
-	if err := h.Authenticate(ss.hc, id.User); err != nil {
+	if err := h.Authenticate(&ss.conn, id.User); err != nil {
 		return err
 	}
 	personal := tidings.PersonalChannel(id.User)
 	var err error
 	if since != nil {
-		_, err = h.Resume(ss.hc, personal, *since, nil, func() ([]*tidings.Message, error) {
+		_, err = h.Resume(&ss.conn, personal, *since, nil, func() ([]*tidings.Message, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), ss.s.opt.OpTimeout)
 			defer cancel()
 			return ss.s.opt.Inbox.Replay(ctx, personal, *since)
 		})
 	} else {
-		_, err = h.Subscribe(ss.hc, personal)
+		_, err = h.Subscribe(&ss.conn, personal)
 	}
 	if err != nil {
 		return err
@@ -446,7 +444,7 @@ func (ss *session) bind(id tidings.Identity, since *int64) error {
 func (ss *session) handle(ctx context.Context, f *ClientFrame) {
 	switch f.Op {
 	case OpBarePing:
-		ss.s.opt.Hub.Send(ss.hc, hub.WSText([]byte("pong")))
+		ss.s.opt.Hub.Send(&ss.conn, hub.WSText([]byte("pong")))
 		return
 	case OpPing:
 		ss.send(pongReply(f.Ref))
@@ -529,14 +527,14 @@ func (ss *session) subscribe(ctx context.Context, id tidings.Identity, f *Client
 	}
 	h := ss.s.opt.Hub
 	if !resume {
-		if _, err := h.Subscribe(ss.hc, ch); err != nil {
+		if _, err := h.Subscribe(&ss.conn, ch); err != nil {
 			return errReply(f.Ref, err)
 		}
 		return okReply(f.Ref)
 	}
 	// With since: the reply, then what was missed, then live; no gap, no
 	// duplicate (hub.Resume).
-	_, err = h.Resume(ss.hc, ch, after, hub.WSText(okReply(f.Ref)), func() ([]*tidings.Message, error) {
+	_, err = h.Resume(&ss.conn, ch, after, hub.WSText(okReply(f.Ref)), func() ([]*tidings.Message, error) {
 		return ss.s.opt.Inbox.Replay(ctx, ch, after)
 	})
 	if err != nil {
@@ -549,6 +547,6 @@ func (ss *session) unsubscribe(id tidings.Identity, f *ClientFrame) []byte {
 	if f.Channel == "" {
 		return errReply(f.Ref, tidings.Errorf(tidings.CodeBadRequest, "bad frame: channel is required"))
 	}
-	ss.s.opt.Hub.Unsubscribe(ss.hc, resolve(id, f.Channel))
+	ss.s.opt.Hub.Unsubscribe(&ss.conn, resolve(id, f.Channel))
 	return okReply(f.Ref)
 }
