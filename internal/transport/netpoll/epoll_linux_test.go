@@ -73,12 +73,7 @@ func TestAddFailingWhileStopping(t *testing.T) {
 // byte the socket had taken, then the end, instead of a reset that drops
 // them; the connection is closed once the peer closes too.
 func TestCloseLingersSoThePeerGetsEverything(t *testing.T) {
-	e := startEngine(t, Config{MaxWriteBuffer: 64 << 20})
-	client, c := pair(t)
-	r := newRecorder()
-	if err := e.Add(c, r); err != nil {
-		t.Fatal(err)
-	}
+	client, c, r := added(t, Config{MaxWriteBuffer: 64 << 20})
 	// Fill the socket (the client does not read yet) until bytes are kept.
 	chunk := bytes.Repeat([]byte("y"), 16<<10)
 	written := 0

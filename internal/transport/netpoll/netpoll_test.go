@@ -85,6 +85,19 @@ func pair(t *testing.T) (client net.Conn, server *Conn) {
 	return client, server
 }
 
+// added is a connection on a started engine: the client's end, the
+// server's, and the session that records what the poller reported.
+func added(t *testing.T, cfg Config) (net.Conn, *Conn, *recorder) {
+	t.Helper()
+	e := startEngine(t, cfg)
+	client, c := pair(t)
+	r := newRecorder()
+	if err := e.Add(c, r); err != nil {
+		t.Fatal(err)
+	}
+	return client, c, r
+}
+
 func readN(t *testing.T, c net.Conn, n int) []byte {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -155,12 +168,7 @@ func TestBeforeAdd(t *testing.T) {
 // Close on a poller: the bytes written before it arrive, then EOF, and
 // the session hears of it once.
 func TestCloseAfterWrite(t *testing.T) {
-	e := startEngine(t, Config{})
-	client, c := pair(t)
-	r := newRecorder()
-	if err := e.Add(c, r); err != nil {
-		t.Fatal(err)
-	}
+	client, c, r := added(t, Config{})
 	if _, err := c.Write([]byte("bye")); err != nil {
 		t.Fatal(err)
 	}
@@ -182,12 +190,7 @@ func deadlined(c net.Conn) net.Conn {
 // connection is closed with ErrOverflow; what was kept before arrives in
 // order when the peer reads in time.
 func TestSlowPeer(t *testing.T) {
-	e := startEngine(t, Config{MaxWriteBuffer: 1 << 20})
-	client, c := pair(t)
-	r := newRecorder()
-	if err := e.Add(c, r); err != nil {
-		t.Fatal(err)
-	}
+	_, c, r := added(t, Config{MaxWriteBuffer: 1 << 20}) // the client never reads
 	chunk := bytes.Repeat([]byte("x"), 64<<10)
 	var err error
 	for i := 0; i < 1000 && err == nil; i++ {
@@ -197,16 +200,10 @@ func TestSlowPeer(t *testing.T) {
 		t.Fatalf("a peer that never reads: %v", err)
 	}
 	r.waitClosed(t)
-	_ = client
 }
 
 func TestKeptBytesArriveInOrder(t *testing.T) {
-	e := startEngine(t, Config{MaxWriteBuffer: 64 << 20})
-	client, c := pair(t)
-	r := newRecorder()
-	if err := e.Add(c, r); err != nil {
-		t.Fatal(err)
-	}
+	client, c, _ := added(t, Config{MaxWriteBuffer: 64 << 20})
 	// Far more than the socket buffers hold, from two kinds of write.
 	var want bytes.Buffer
 	for i := range 200000 {

@@ -10,12 +10,7 @@ import (
 // linger time, even while bytes wait for the peer (on the portable engine
 // a writer is blocked in net.Conn.Write then).
 func TestCloseEndsAStuckPeer(t *testing.T) {
-	e := startEngine(t, Config{MaxWriteBuffer: 64 << 20})
-	_, c := pair(t) // the client never reads
-	r := newRecorder()
-	if err := e.Add(c, r); err != nil {
-		t.Fatal(err)
-	}
+	_, c, r := added(t, Config{MaxWriteBuffer: 64 << 20}) // the client never reads
 	chunk := bytes.Repeat([]byte("z"), 64<<10)
 	for range 64 { // 4 MiB: far more than the socket buffers hold
 		if _, err := c.Write(chunk); err != nil {
@@ -36,11 +31,7 @@ func TestCloseEndsAStuckPeer(t *testing.T) {
 // and a drain's retry: line or a WebSocket pong is written from another
 // goroutine.
 func TestWritevIsNotSplitByOtherWrites(t *testing.T) {
-	e := startEngine(t, Config{MaxWriteBuffer: 64 << 20})
-	client, c := pair(t)
-	if err := e.Add(c, newRecorder()); err != nil {
-		t.Fatal(err)
-	}
+	client, c, _ := added(t, Config{MaxWriteBuffer: 64 << 20})
 	const rounds = 20000
 	done := make(chan struct{})
 	go func() {
