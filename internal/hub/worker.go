@@ -166,16 +166,12 @@ func (w *worker) process(batch []job) {
 			}
 			continue
 		}
-		j.shard.mu.RLock()
-		set := &j.ch.subs[w.idx]
-		for _, c := range set.small {
+		for _, c := range w.subscribers(j) {
 			w.deliver(c, j.frame)
 		}
-		for c := range set.big {
-			w.deliver(c, j.frame)
-		}
-		j.shard.mu.RUnlock()
 	}
+	clear(w.subs)
+	w.subs = w.subs[:0]
 	var n uint64
 	if w.interval == 0 {
 		for _, c := range w.touched {
@@ -214,15 +210,8 @@ func (w *worker) process(batch []job) {
 // over them all. The subscribers are listed under the shard lock and
 // written after it, as process does.
 func (w *worker) publishAlone(j *job) {
-	j.shard.mu.RLock()
-	set := &j.ch.subs[w.idx]
-	w.subs = append(w.subs, set.small...)
-	for c := range set.big {
-		w.subs = append(w.subs, c)
-	}
-	j.shard.mu.RUnlock()
 	var n uint64
-	for _, c := range w.subs {
+	for _, c := range w.subscribers(j) {
 		w.deliver(c, j.frame)
 		if len(c.pending) > 0 {
 			n += uint64(len(c.pending))
@@ -235,6 +224,20 @@ func (w *worker) publishAlone(j *job) {
 	clear(w.touched)
 	w.touched = w.touched[:0]
 	w.h.deliveries.Add(n)
+}
+
+// subscribers lists, in w.subs, the worker's share of the subscribers
+// of j's channel, taken under the shard lock so that delivering and
+// writing happen after it. The caller clears w.subs when done.
+func (w *worker) subscribers(j *job) []*Conn {
+	j.shard.mu.RLock()
+	set := &j.ch.subs[w.idx]
+	w.subs = append(w.subs[:0], set.small...)
+	for c := range set.big {
+		w.subs = append(w.subs, c)
+	}
+	j.shard.mu.RUnlock()
+	return w.subs
 }
 
 // write sends c's pending frames in one write, notes when, and reports
