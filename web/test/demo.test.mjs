@@ -2,71 +2,16 @@
 // served by a real tidings binary on a loopback port.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import net from 'node:net';
-import { chromium } from 'playwright-core';
-
-const BIN = process.env.TEST_TIDINGS_BIN || join(process.cwd(), '../../bin/tidings');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const API_KEY = 'browser-test-key';
-const SECRET = 'browser-test-secret-0123456789abcdef';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-    s.on('error', reject);
-  });
-}
-
-async function startServer(extraEnv) {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'tidings-browser-'));
-  const proc = spawn(BIN, ['serve'], {
-    env: { ...process.env, TIDINGS_LISTEN: `127.0.0.1:${port}`, TIDINGS_DATA_DIR: dir,
-      TIDINGS_API_KEYS: API_KEY, TIDINGS_JWT_SECRET: SECRET, ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout.on('data', (d) => { out += d; });
-  proc.stderr.on('data', (d) => { out += d; });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base + '/healthz')).ok) return { base, proc, dir, out: () => out }; } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  proc.kill('SIGKILL');
-  throw new Error('server did not start:\n' + out);
-}
-
-async function stopServer(s) {
-  if (!s) return;
-  const exited = new Promise((r) => s.proc.once('exit', r));
-  s.proc.kill('SIGTERM');
-  await exited;
-  rmSync(s.dir, { recursive: true, force: true });
-}
+import { API_KEY, startServer, stopServer, userToken, notify, launchBrowser, newPage } from './helpers.mjs';
 
 let browser;
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
-});
+before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
 
-// openPage records every console error or warning and uncaught error.
 async function openPage(url) {
-  const page = await browser.newPage();
-  const problems = [];
-  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`${m.type()}: ${m.text()}`); });
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  await page.goto(url);
-  return { page, problems };
+  const p = await newPage(browser);
+  await p.page.goto(url);
+  return p;
 }
 
 test('dev mode: connect, receive live, mark read syncs across tabs', async () => {
@@ -107,16 +52,10 @@ test('dev mode: connect, receive live, mark read syncs across tabs', async () =>
 test('token mode: the page takes #token= and loads without errors', async () => {
   const s = await startServer({});
   try {
-    const token = execFileSync(BIN, ['token', '--user', 'tok-1'], {
-      env: { ...process.env, TIDINGS_JWT_SECRET: SECRET, TIDINGS_DATA_DIR: s.dir },
-    }).toString().trim();
+    const token = userToken(s, 'tok-1');
     const { page, problems } = await openPage(`${s.base}/#token=${token}`);
     await page.waitForSelector('#status[data-state="open"]');
-    const res = await fetch(s.base + '/v1/notifications', {
-      method: 'POST', headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ users: ['tok-1'], title: 'Invoice ready' }),
-    });
-    assert.equal(res.status, 202);
+    assert.equal((await notify(s, 'tok-1', 'Invoice ready')).status, 202);
     await page.waitForSelector('#list li.item.unread');
     assert.match(await page.textContent('#list'), /Invoice ready/);
     // Dev endpoints are off.
@@ -133,14 +72,8 @@ test('token mode: the page takes #token= and loads without errors', async () => 
 test('EventSource: named events, resume after a drop', async () => {
   const s = await startServer({});
   try {
-    const token = execFileSync(BIN, ['token', '--user', 'es-1'], {
-      env: { ...process.env, TIDINGS_JWT_SECRET: SECRET, TIDINGS_DATA_DIR: s.dir },
-    }).toString().trim();
+    const token = userToken(s, 'es-1');
     const { page, problems } = await openPage(`${s.base}/`);
-    const notify = (title) => fetch(s.base + '/v1/notifications', {
-      method: 'POST', headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ users: ['es-1'], title }),
-    });
     await page.evaluate((tok) => new Promise((resolve) => {
       window.got = [];
       const source = new EventSource('v1/sse?token=' + encodeURIComponent(tok));
@@ -148,14 +81,14 @@ test('EventSource: named events, resume after a drop', async () => {
       source.addEventListener('notification', (e) => window.got.push({ id: e.lastEventId, title: JSON.parse(e.data).title }));
       source.onopen = () => resolve();
     }), token);
-    assert.equal((await notify('one')).status, 202);
+    assert.equal((await notify(s, 'es-1', 'one')).status, 202);
     await page.waitForFunction(() => window.got.length === 1);
     // Drop the stream: the server closes every SSE connection of the node
     // when it restarts; here the page closes it and opens a new one with
     // the last id, as EventSource does on its own reconnect.
     const last = await page.evaluate(() => { window.source.close(); return window.got[0].id; });
-    await notify('two');
-    await notify('three');
+    await notify(s, 'es-1', 'two');
+    await notify(s, 'es-1', 'three');
     await page.evaluate(([tok, id]) => {
       const source = new EventSource('v1/sse?token=' + encodeURIComponent(tok) + '&lastEventId=' + id);
       source.addEventListener('notification', (e) => window.got.push({ id: e.lastEventId, title: JSON.parse(e.data).title }));
