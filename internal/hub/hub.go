@@ -394,14 +394,9 @@ func (h *Hub) Publish(m *tidings.Message) {
 func (h *Hub) Flush() {
 	done := make(chan struct{}, len(h.workers))
 	for _, w := range h.workers {
-		w.mu.Lock()
-		if w.stopped { // Stop writes everything before the worker ends
-			w.mu.Unlock()
+		if !w.enqueue(job{flushed: done}) { // Stop writes everything before the worker ends
 			done <- struct{}{}
-			continue
 		}
-		w.mu.Unlock()
-		w.enqueue(job{flushed: done})
 	}
 	for range h.workers {
 		<-done
@@ -456,7 +451,7 @@ func (h *Hub) Sweep(now time.Time, idle time.Duration, ping map[Kind][]byte) (cl
 			// polls are ended by a failed write or their own timeout.
 			if c.Kind == KindWS && c.lastSeen.Load() < limit {
 				closed++
-				c.sink.Close(1001, "idle timeout")
+				h.CloseConn(c, 1001, "idle timeout")
 				continue
 			}
 			if p := ping[c.Kind]; p != nil {
@@ -476,5 +471,12 @@ func (h *Hub) ForEach(fn func(*Conn)) {
 	}
 }
 
-// CloseConn asks the transport to close c.
-func (h *Hub) CloseConn(c *Conn, code int, reason string) { c.sink.Close(code, reason) }
+// CloseConn closes c behind everything queued for it: its worker writes
+// what c has pending, then has the transport close it with code and
+// reason (a close frame, where the transport has one). Once the hub is
+// stopping, c is closed at once.
+func (h *Hub) CloseConn(c *Conn, code int, reason string) {
+	if !c.w.enqueue(job{conn: c, close: &closing{code, reason}}) {
+		c.sink.Close(code, reason)
+	}
+}

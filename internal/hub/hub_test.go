@@ -19,6 +19,7 @@ type memSink struct {
 	writes int
 	sizes  []int // frames in each write
 	closed bool
+	before int // frames written before the close
 	got    chan struct{}
 }
 
@@ -39,7 +40,36 @@ func (s *memSink) Write(bufs [][]byte) error {
 	return nil
 }
 
-func (s *memSink) Close(int, string) { s.mu.Lock(); s.closed = true; s.mu.Unlock() }
+func (s *memSink) Close(int, string) {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed, s.before = true, len(s.frames)
+	}
+	s.mu.Unlock()
+	select {
+	case s.got <- struct{}{}:
+	default:
+	}
+}
+
+// waitClosed waits for the close and reports how many frames came before it.
+func (s *memSink) waitClosed(t testing.TB) int {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		s.mu.Lock()
+		closed, before := s.closed, s.before
+		s.mu.Unlock()
+		if closed {
+			return before
+		}
+		select {
+		case <-s.got:
+		case <-deadline:
+			t.Fatal("not closed")
+		}
+	}
+}
 
 func (s *memSink) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.frames) }
 
@@ -204,14 +234,34 @@ func TestSweepClosesIdleAndPings(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("closed %d, want 1", n)
 	}
-	idle.mu.Lock()
-	closed := idle.closed
-	idle.mu.Unlock()
-	if !closed {
-		t.Fatal("idle connection not closed")
-	}
+	idle.waitClosed(t)
 	if f := live.waitFor(t, 1); !bytes.Equal(f[0], WSPing) {
 		t.Fatalf("live got %q, want a ping", f[0])
+	}
+}
+
+// A close comes behind what was queued for the connection before it,
+// even while the worker is still busy with earlier work; once the hub has
+// stopped, a close is at once.
+func TestCloseConnAfterQueuedFrames(t *testing.T) {
+	h := startHub(t, Options{Workers: 1})
+	slow := h.Attach(KindWS, &slowSink{*newMemSink()})
+	s := newMemSink()
+	c := h.Attach(KindWS, s)
+	for range 4 {
+		h.Send(slow, []byte("busy")) // the worker is inside these writes
+	}
+	h.Send(c, []byte("a"))
+	h.Send(c, []byte("b"))
+	h.CloseConn(c, 1000, "bye")
+	if n := s.waitClosed(t); n != 2 {
+		t.Fatalf("closed after %d frames, want 2", n)
+	}
+	h.Stop()
+	late := newMemSink()
+	h.CloseConn(h.Attach(KindWS, late), 1012, "")
+	if n := late.waitClosed(t); n != 0 {
+		t.Fatalf("late close after %d frames", n)
 	}
 }
 

@@ -16,6 +16,7 @@ type job struct {
 	raw     []byte
 	hold    string   // start holding this channel's frames for conn
 	release *release // deliver a replay, then the held frames
+	close   *closing // write what conn has pending, then close it
 
 	flushed chan<- struct{} // Flush: write what is kept for a tick, then signal
 }
@@ -82,14 +83,21 @@ func (w *worker) snapshot() []*Conn {
 	return out
 }
 
-func (w *worker) enqueue(j job) {
+// enqueue queues j; it reports false, and drops j, once the worker has
+// been told to stop (a job queued before that is done before it stops).
+func (w *worker) enqueue(j job) bool {
 	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return false
+	}
 	w.queue = append(w.queue, j)
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 func (w *worker) stop() {
@@ -143,10 +151,15 @@ func (w *worker) process(batch []job) {
 		return
 	}
 	var flushed []chan<- struct{}
+	var n uint64
 	for i := range batch {
 		j := &batch[i]
 		if j.flushed != nil {
 			flushed = append(flushed, j.flushed)
+			continue
+		}
+		if j.close != nil {
+			n += w.closeConn(j.conn, j.close)
 			continue
 		}
 		if j.conn != nil {
@@ -172,9 +185,11 @@ func (w *worker) process(batch []job) {
 	}
 	clear(w.subs)
 	w.subs = w.subs[:0]
-	var n uint64
 	if w.interval == 0 {
 		for _, c := range w.touched {
+			if len(c.pending) == 0 {
+				continue // closed in this round, after its write
+			}
 			n += uint64(len(c.pending))
 			_ = c.sink.Write(c.pending) // a failed write closes the connection in the transport
 			c.sent()
@@ -238,6 +253,25 @@ func (w *worker) subscribers(j *job) []*Conn {
 	}
 	j.shard.mu.RUnlock()
 	return w.subs
+}
+
+// closing is a close queued behind a connection's other jobs.
+type closing struct {
+	code   int
+	reason string
+}
+
+// closeConn writes what c has pending (this round's frames, or what
+// coalescing keeps for a tick), then has the transport close it; it
+// reports how many frames it wrote.
+func (w *worker) closeConn(c *Conn, cl *closing) uint64 {
+	n := uint64(len(c.pending))
+	if n > 0 {
+		_ = c.sink.Write(c.pending)
+		c.sent()
+	}
+	c.sink.Close(cl.code, cl.reason)
+	return n
 }
 
 // write sends c's pending frames in one write, notes when, and reports

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -281,6 +282,39 @@ func TestWSProtocolErrors(t *testing.T) {
 			t.Fatalf("after the binary message: %v", m)
 		}
 	})
+}
+
+// The answers to the messages before a protocol error, or before the
+// client's close, come before the close frame: the close waits its turn
+// behind them (it once went straight to the socket, ahead of them).
+func TestWSCloseComesAfterTheAnswers(t *testing.T) {
+	n := startNode(t)
+	for name, tc := range map[string]struct {
+		last []byte
+		code int
+	}{
+		"protocol error": {frame(true, 0x1, []byte(`{"op":"ping"}`), false), 1002},
+		"client close":   {frame(true, 0x8, []byte{0x03, 0xe8}, true), 1000},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for round := range 20 {
+				r := n.dialRaw(t, "alice", nil)
+				var b []byte
+				for ref := 1; ref <= 3; ref++ {
+					b = append(b, text(fmt.Sprintf(`{"op":"ping","ref":%d}`, ref))...)
+				}
+				if _, err := r.c.Write(append(b, tc.last...)); err != nil {
+					t.Fatal(err)
+				}
+				for ref := 1.0; ref <= 3; ref++ {
+					if m := r.readJSON(); m["op"] != "pong" || m["ref"] != ref {
+						t.Fatalf("round %d: reply %v, want pong %v before the close", round, m, ref)
+					}
+				}
+				r.expectClose(tc.code)
+			}
+		})
+	}
 }
 
 // The handshake refuses what is not a version-13 upgrade with a key.

@@ -132,7 +132,7 @@ func (ss *session) Parse(data []byte) {
 		if cerr != nil {
 			ss.failed = true
 			ss.rbuf, ss.frag = nil, nil
-			ss.Close(cerr.code, cerr.reason)
+			ss.closeAfterReplies(cerr.code, cerr.reason)
 			return
 		}
 	}
@@ -189,7 +189,7 @@ func (ss *session) message(op byte, msg []byte) *closeError {
 	if op == hub.OpcodeText && !utf8.Valid(msg) {
 		return &closeError{1007, "text message is not UTF-8"}
 	}
-	if !ss.enqueue(queued{msg, op == hub.OpcodeBinary}) {
+	if !ss.enqueue(queued{msg: msg, binary: op == hub.OpcodeBinary}) {
 		return &closeError{1008, "too many frames waiting for their answer"}
 	}
 	return nil
@@ -211,7 +211,7 @@ func (ss *session) closeFrame(p []byte) *closeError {
 		}
 	}
 	ss.failed = true // nothing after a close is read
-	ss.Close(code, "")
+	ss.closeAfterReplies(code, "")
 	return nil
 }
 

@@ -164,9 +164,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bindErr = ss.bind(*id, since)
 	}
 	ss.start()
-	if bindErr != nil { // the error frame, then the close: both straight to the socket, in order
-		_, _ = ss.sock.Write(hub.WSText(errReply(nil, bindErr)))
-		ss.Close(1008, tidings.ErrorOf(bindErr).Msg)
+	if bindErr != nil { // the error frame, then the close
+		ss.send(errReply(nil, bindErr))
+		ss.closeAfterReplies(1008, tidings.ErrorOf(bindErr).Msg)
 	}
 }
 
@@ -319,10 +319,12 @@ type session struct {
 }
 
 // queued is a client message waiting for the executor; a binary one is
-// answered with an error, in its turn.
+// answered with an error, in its turn. A close, queued by the reader,
+// comes after the answers to the messages before it.
 type queued struct {
 	msg    []byte
 	binary bool
+	close  *closeError
 }
 
 // maxQueued bounds the messages of one connection waiting for their
@@ -376,6 +378,10 @@ func (ss *session) run() {
 		ss.queue[0] = queued{}
 		ss.queue = ss.queue[1:]
 		ss.qmu.Unlock()
+		if m.close != nil {
+			ss.s.opt.Hub.CloseConn(&ss.conn, m.close.code, m.close.reason)
+			continue
+		}
 		ss.s.onMessage(ss, m)
 	}
 }
@@ -396,6 +402,19 @@ func (ss *session) Write(bufs [][]byte) error {
 func (ss *session) Close(code int, reason string) {
 	_, _ = ss.sock.Write(hub.WSClose(code, reason))
 	_ = ss.sock.Close()
+}
+
+// closeAfterReplies closes the connection behind the answers to the
+// client's earlier messages and whatever the hub has queued for it: the
+// executor, at its turn, hands the close to the hub (Hub.CloseConn),
+// which writes what is pending first. It is queued even past maxQueued.
+func (ss *session) closeAfterReplies(code int, reason string) {
+	ss.qmu.Lock()
+	if !ss.ended {
+		ss.queue = append(ss.queue, queued{close: &closeError{code, reason}})
+		ss.kick()
+	}
+	ss.qmu.Unlock()
 }
 
 // send queues a reply behind whatever the hub is delivering to this
