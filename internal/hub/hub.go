@@ -173,6 +173,7 @@ type Conn struct {
 	w  *worker
 
 	lastSeen atomic.Int64 // unix nanoseconds of the last sign of life
+	expires  atomic.Int64 // unix nanoseconds the credential ends; 0: never
 
 	mu       sync.Mutex
 	user     string
@@ -244,15 +245,19 @@ func (h *Hub) AttachConn(c *Conn, kind Kind, sink Sink) {
 	h.conns.Add(1)
 }
 
-// Authenticate binds the connection to user. A connection is bound once;
-// binding it again to the same user is a no-op, to another is an error.
-func (h *Hub) Authenticate(c *Conn, user string) error {
+// Authenticate binds the connection to user, whose credential is valid
+// until expires (zero: no end); Sweep closes it once that has passed. A
+// connection is bound once; binding it again to the same user only takes
+// the new credential's end (a client renews its token on an open
+// connection that way), to another user is an error.
+func (h *Hub) Authenticate(c *Conn, user string, expires time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return errors.New("connection closed")
 	}
 	if c.user == user {
+		c.setExpires(expires)
 		return nil
 	}
 	if c.user != "" {
@@ -266,7 +271,16 @@ func (h *Hub) Authenticate(c *Conn, user string) error {
 	h.users[user]++
 	h.usersMu.Unlock()
 	c.user = user
+	c.setExpires(expires)
 	return nil
+}
+
+func (c *Conn) setExpires(t time.Time) {
+	if t.IsZero() {
+		c.expires.Store(0)
+	} else {
+		c.expires.Store(t.UnixNano())
+	}
 }
 
 // Detach removes the connection from every channel; idempotent.
@@ -439,18 +453,26 @@ func (h *Hub) Online(user string) bool {
 }
 
 // Sweep closes connections silent for longer than idle (no frame, no pong)
-// and queues a ping to the others; kindPing says which kinds get one and
-// what bytes. The transports call it from one ticker. Server-Sent Events
-// clients never send anything, so their connections are not checked for
-// idleness (a dead one is found when a write fails).
-func (h *Hub) Sweep(now time.Time, idle time.Duration, ping map[Kind][]byte) (closed int) {
+// with 1001, and those whose credential has expired with 1008, and queues
+// a ping to the others; ping says which kinds get one and what bytes. The
+// transports call it from one ticker. Server-Sent Events clients never
+// send anything, so their connections are not checked for idleness (a
+// dead one is found when a write fails). A waiting poll is not closed for
+// its credential: it was checked when the request came, and the wait is
+// short.
+func (h *Hub) Sweep(now time.Time, idle time.Duration, ping map[Kind][]byte) (idled, expired int) {
 	limit := now.Add(-idle).UnixNano()
 	for _, w := range h.workers {
 		for _, c := range w.snapshot() {
+			if exp := c.expires.Load(); exp != 0 && exp <= now.UnixNano() && c.Kind != KindJSON {
+				expired++
+				h.CloseConn(c, 1008, "token expired")
+				continue
+			}
 			// Only WebSocket peers talk back; SSE streams and waiting
 			// polls are ended by a failed write or their own timeout.
 			if c.Kind == KindWS && c.lastSeen.Load() < limit {
-				closed++
+				idled++
 				h.CloseConn(c, 1001, "idle timeout")
 				continue
 			}
@@ -459,7 +481,7 @@ func (h *Hub) Sweep(now time.Time, idle time.Duration, ping map[Kind][]byte) (cl
 			}
 		}
 	}
-	return closed
+	return idled, expired
 }
 
 // ForEach calls fn for every attached connection (drain, admin).

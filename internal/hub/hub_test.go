@@ -195,17 +195,17 @@ func TestDetachAndUsers(t *testing.T) {
 	b := h.Attach(KindWS, newMemSink())
 	c := h.Attach(KindWS, newMemSink())
 	for _, x := range []*Conn{a, b} {
-		if err := h.Authenticate(x, "u1"); err != nil {
+		if err := h.Authenticate(x, "u1", time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := h.Subscribe(x, "user:u1"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := h.Authenticate(c, "u1"); err != ErrTooManyConns {
+	if err := h.Authenticate(c, "u1", time.Time{}); err != ErrTooManyConns {
 		t.Fatalf("third connection: %v", err)
 	}
-	if err := h.Authenticate(a, "u2"); err == nil {
+	if err := h.Authenticate(a, "u2", time.Time{}); err == nil {
 		t.Fatal("rebinding to another user allowed")
 	}
 	if !h.Online("u1") {
@@ -230,15 +230,66 @@ func TestSweepClosesIdleAndPings(t *testing.T) {
 	cl := h.Attach(KindWS, live)
 	ci.lastSeen.Store(time.Now().Add(-time.Hour).UnixNano())
 	cl.Touch()
-	n := h.Sweep(time.Now(), time.Minute, map[Kind][]byte{KindWS: WSPing})
-	if n != 1 {
-		t.Fatalf("closed %d, want 1", n)
+	n, expired := h.Sweep(time.Now(), time.Minute, map[Kind][]byte{KindWS: WSPing})
+	if n != 1 || expired != 0 {
+		t.Fatalf("closed %d and %d, want 1 and 0", n, expired)
 	}
 	idle.waitClosed(t)
 	if f := live.waitFor(t, 1); !bytes.Equal(f[0], WSPing) {
 		t.Fatalf("live got %q, want a ping", f[0])
 	}
 }
+
+// A connection whose credential has passed its end is closed with 1008 by
+// the next sweep; one renewed before that (the same user authenticating
+// again with a later end) stays, as does one with no end.
+func TestSweepClosesExpired(t *testing.T) {
+	h := startHub(t, Options{Workers: 1})
+	now := time.Now()
+	sinks := map[string]*codeSink{}
+	conns := map[string]*Conn{}
+	for name, exp := range map[string]time.Time{"expired": now.Add(-time.Second), "renewed": now.Add(-time.Second),
+		"later": now.Add(time.Hour), "never": {}} {
+		sinks[name] = &codeSink{memSink: newMemSink()}
+		conns[name] = h.Attach(KindWS, sinks[name])
+		if err := h.Authenticate(conns[name], "u-"+name, exp); err != nil {
+			t.Fatal(err)
+		}
+		conns[name].Touch()
+	}
+	if err := h.Authenticate(conns["renewed"], "u-renewed", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if idled, expired := h.Sweep(now, time.Minute, nil); idled != 0 || expired != 1 {
+		t.Fatalf("idle %d, expired %d; want 0 and 1", idled, expired)
+	}
+	sinks["expired"].waitClosed(t)
+	if c := sinks["expired"].closeCode(); c != 1008 {
+		t.Fatalf("close code %d, want 1008", c)
+	}
+	h.Flush()
+	for _, name := range []string{"renewed", "later", "never"} {
+		if sinks[name].closeCode() != 0 {
+			t.Fatalf("%s closed", name)
+		}
+	}
+}
+
+// codeSink is a memSink that keeps the close code.
+type codeSink struct {
+	*memSink
+	mu   sync.Mutex
+	code int
+}
+
+func (s *codeSink) Close(code int, reason string) {
+	s.mu.Lock()
+	s.code = code
+	s.mu.Unlock()
+	s.memSink.Close(code, reason)
+}
+
+func (s *codeSink) closeCode() int { s.mu.Lock(); defer s.mu.Unlock(); return s.code }
 
 // A close comes behind what was queued for the connection before it,
 // even while the worker is still busy with earlier work; once the hub has

@@ -330,8 +330,12 @@ func (s *Server) sweep(ctx context.Context) {
 				ping = map[hub.Kind][]byte{hub.KindWS: hub.WSPing, hub.KindSSE: sse.KeepAlive, hub.KindSSEMulti: sse.KeepAlive}
 				lastPing = now
 			}
-			if n := s.hub.Sweep(now, s.cfg.IdleTimeout, ping); n > 0 {
-				s.log.Info("closed idle connections", "count", n)
+			idled, expired := s.hub.Sweep(now, s.cfg.IdleTimeout, ping)
+			if idled > 0 {
+				s.log.Info("closed idle connections", "count", idled)
+			}
+			if expired > 0 {
+				s.log.Info("closed connections whose token expired", "count", expired)
 			}
 		}
 	}

@@ -322,7 +322,9 @@ func (s *Server) poll(ctx context.Context, req *request) ([][]byte, error) {
 // cursor exists, which answers the request at once.
 func (s *Server) listen(ctx context.Context, c *hub.Conn, req *request) (immediate bool, err error) {
 	h := s.opt.Hub
-	if err := h.Authenticate(c, req.id.User); err != nil {
+	// No end for the credential: it was checked for this request, and a
+	// wait is short (see Hub.Sweep).
+	if err := h.Authenticate(c, req.id.User, time.Time{}); err != nil {
 		return false, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opt.OpTimeout)

@@ -242,7 +242,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ss.head = s.makeHead(o)
 	}
 	s.opt.Hub.AttachConn(&ss.conn, kind, ss)
-	if err := s.opt.Hub.Authenticate(&ss.conn, id.User); err != nil {
+	if err := s.opt.Hub.Authenticate(&ss.conn, id.User, id.Expires); err != nil {
 		s.opt.Hub.Detach(&ss.conn)
 		tidings.WriteHTTPError(w, err)
 		return

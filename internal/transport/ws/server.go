@@ -439,7 +439,7 @@ func (ss *session) bind(id tidings.Identity, since *int64) error {
 		return tidings.Errorf(tidings.CodeForbidden, "connection already authenticated as another user")
 	}
 	h := ss.s.opt.Hub
-	if err := h.Authenticate(&ss.conn, id.User); err != nil {
+	if err := h.Authenticate(&ss.conn, id.User, id.Expires); err != nil {
 		return err
 	}
 	personal := tidings.PersonalChannel(id.User)
