@@ -264,11 +264,9 @@ type closing struct {
 // closeConn writes what c has pending (this round's frames, or what
 // coalescing keeps for a tick), then has the transport close it; it
 // reports how many frames it wrote.
-func (w *worker) closeConn(c *Conn, cl *closing) uint64 {
-	n := uint64(len(c.pending))
-	if n > 0 {
-		_ = c.sink.Write(c.pending)
-		c.sent()
+func (w *worker) closeConn(c *Conn, cl *closing) (n uint64) {
+	if len(c.pending) > 0 {
+		n = w.write(c, w.h.clock())
 	}
 	c.sink.Close(cl.code, cl.reason)
 	return n
